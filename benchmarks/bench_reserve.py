@@ -1,0 +1,941 @@
+"""Benchmark localport against the usual ways of picking a free local port.
+
+Run it from the repository root (the peers are optional; a peer that fails to import is
+skipped with a note)::
+
+    python benchmarks/bench_reserve.py                 # full run, a few minutes
+    python benchmarks/bench_reserve.py --quick         # smoke run
+    python benchmarks/bench_reserve.py --only raw,portpicker --iterations 500
+
+If ``localport`` is not installed, the script imports it from ``src/`` next to this file.
+Options: ``--iterations N`` (latency samples, default 2000), ``--processes P`` and ``--ports K``
+(collision run, default 16 and 20), ``--quick`` (200 / 8 / 10) and ``--only NAME[,NAME]`` with
+names from: localport, raw, portpicker, ephemeral_port_reserve, port_for, portend.
+
+Everything binds loopback addresses only. The machine facts (Python, kernel, CPU count and the
+kernel's ephemeral port range) are printed first, then three tables.
+
+1. Latency. Wall time of picking one port, N times in a row in this process: median and p99
+   (nearest rank) in microseconds, and the median divided by portpicker's median. For
+   localport one sample is ``reserve(lock_dir=...)`` followed by ``release()``; for ``raw`` it
+   is ``bind(("127.0.0.1", 0))``, ``getsockname()``, ``close()``; for the peers it is their
+   pick function. A few warm-up calls are not counted.
+
+2. Busy-candidate cost (localport only). 200 listeners held by this process on consecutive
+   ports at a random base in 61000-64000, and ``reserve(port_range=(base, base + 200))`` whose
+   only free port is ``base + 200``. localport starts its walk at a random port of the range
+   and wraps around, so a call walks past between 0 and 200 busy ports (100 on average); the
+   script counts the failed binds on the busy ports during each call (by wrapping
+   ``socket.socket.bind``) and reports, as the median of 20 calls, (time of that call - time
+   of a ``reserve`` of the free port alone) / busy ports walked.
+
+3. Collisions. P processes start picking at the same moment (a barrier); each picks K ports
+   with one tool, then binds every picked port with a plain ``bind(("127.0.0.1", port))`` and
+   ``listen()`` (no ``SO_REUSEADDR``), each after a random 0-20 ms delay, and holds all its
+   sockets until every process is done. A localport process holds each reservation until
+   its bind is done and all localport processes share one lock directory. "quiet" runs
+   alone; "noise" adds 4 processes that each open and close TCP connections to their own
+   loopback listener as fast as they can (client closes first, so every connection leaves
+   an outgoing port in TIME_WAIT) until the pickers are done. Columns: binds attempted,
+   failed binds (any bind or listen error, nearly always EADDRINUSE), failure %, mean time of
+   one pick in ms, then two extra columns: "fail w/ REUSEADDR" counts the failed binds that
+   also fail when retried with ``SO_REUSEADDR`` (a live socket holds the port; the rest only
+   met a TIME_WAIT or a non-listening ``SO_REUSEADDR`` socket, which most servers bind
+   through), and "dup picks" counts ports handed out more than once across all processes.
+   All quiet runs happen before the noise runs, so TIME_WAIT left by noise does not leak
+   into a quiet run; the number of TIME_WAIT sockets at the start of each run is printed
+   below the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import errno
+import gc
+import importlib
+import importlib.metadata
+import math
+import multiprocessing
+import os
+import platform
+import queue
+import random
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypedDict, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from multiprocessing.context import SpawnContext
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Barrier, Event
+    from types import FrameType, ModuleType
+
+TOOLS = ("localport", "raw", "portpicker", "ephemeral_port_reserve", "port_for", "portend")
+#: Peers whose pick functions are compared; "raw" is plain stdlib.
+PEER_MODULES = {
+    "portpicker": "portpicker",
+    "ephemeral_port_reserve": "ephemeral-port-reserve",
+    "port_for": "port-for",
+    "portend": "portend",
+}
+LOOPBACK = "127.0.0.1"
+US = "\N{MICRO SIGN}s"
+
+#: A pick that takes longer than this is a hang: SIGALRM interrupts it.
+CALL_GUARD_S = 10.0
+BARRIER_TIMEOUT_S = 120.0
+WARMUP_CALLS = 20
+
+BUSY_PORTS = 200
+BUSY_REPS = 20
+BUSY_BASE_LOW = 61000
+BUSY_BASE_HIGH = 64000
+
+NOISE_PROCESSES = 4
+NOISE_MAX_S = 30.0
+MAX_BIND_DELAY_S = 0.020
+
+
+# --------------------------------------------------------------------------- types
+
+
+class Reservation(Protocol):
+    @property
+    def port(self) -> int: ...
+
+    def release(self) -> None: ...
+
+
+class ReserveFn(Protocol):
+    def __call__(
+        self,
+        port: int | None = None,
+        *,
+        port_range: tuple[int, int] | None = None,
+        lock_dir: str | None = None,
+    ) -> Reservation: ...
+
+
+class Picker(Protocol):
+    """Pick one port; return it and the reservation to release after binding, if any."""
+
+    def __call__(self) -> tuple[int, Reservation | None]: ...
+
+
+class WorkerResult(TypedDict):
+    ports: list[int]
+    pick_ns: list[int]
+    pick_errors: list[str]
+    attempted: int
+    failed: int
+    failed_reuse: int
+    bind_errors: list[str]
+    error: str
+
+
+@dataclass
+class Config:
+    iterations: int
+    processes: int
+    ports: int
+    tools: list[str]
+
+
+@dataclass
+class RunStats:
+    tool: str
+    mode: str
+    attempted: int = 0
+    failed: int = 0
+    failed_reuse: int = 0
+    dup_picks: int = 0
+    mean_pick_ms: float = math.nan
+    pick_errors: list[str] = field(default_factory=list)
+    bind_errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    time_wait_at_start: int | None = None
+    noise: tuple[int, int, float] | None = None
+
+
+class CallTimeoutError(Exception):
+    """A pick took longer than CALL_GUARD_S."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise CallTimeoutError(f"call took longer than {CALL_GUARD_S:.0f} s")
+
+
+def _install_call_guard() -> None:
+    if hasattr(signal, "setitimer"):
+        signal.signal(signal.SIGALRM, _on_alarm)
+
+
+def _arm(seconds: float) -> None:
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _import_localport() -> ModuleType:
+    """``import localport``, falling back to the ``src/`` directory next to this script."""
+    try:
+        return importlib.import_module("localport")
+    except ImportError:
+        src = Path(__file__).resolve().parents[1] / "src"
+        if not (src / "localport").is_dir() or str(src) in sys.path:
+            raise
+        sys.path.insert(0, str(src))
+        return importlib.import_module("localport")
+
+
+def _localport_reserve() -> ReserveFn:
+    return cast("ReserveFn", _import_localport().reserve)
+
+
+def _raw_pick() -> int:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+    finally:
+        sock.close()
+    return port
+
+
+def _make_picker(tool: str, lock_dir: str) -> Picker:
+    """The pick function of *tool*; imports the peer (ImportError when it is missing)."""
+    if tool == "localport":
+        reserve = _localport_reserve()
+
+        def pick_localport() -> tuple[int, Reservation | None]:
+            reservation = reserve(lock_dir=lock_dir)
+            return reservation.port, reservation
+
+        return pick_localport
+    if tool == "raw":
+        return lambda: (_raw_pick(), None)
+    if tool == "portpicker":
+        import portpicker  # type: ignore[import-untyped, unused-ignore]
+
+        return lambda: (int(portpicker.pick_unused_port()), None)
+    if tool == "ephemeral_port_reserve":
+        import ephemeral_port_reserve  # type: ignore[import-untyped, unused-ignore]
+
+        return lambda: (int(ephemeral_port_reserve.reserve()), None)
+    if tool == "port_for":
+        import port_for
+
+        return lambda: (int(port_for.select_random()), None)
+    if tool == "portend":
+        import portend  # type: ignore[import-untyped, unused-ignore]
+
+        return lambda: (int(portend.find_available_local_port()), None)
+    msg = f"unknown tool {tool!r}"
+    raise ValueError(msg)
+
+
+def _tool_version(tool: str) -> str:
+    if tool == "raw":
+        return "stdlib"
+    name = PEER_MODULES.get(tool, tool)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _make_lock_dir(root: str, prefix: str) -> str:
+    path = tempfile.mkdtemp(prefix=prefix, dir=root)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="ascii").strip().replace("\t", " ")
+    except OSError as error:
+        return f"unavailable ({error.strerror})"
+
+
+def _count_time_wait() -> int | None:
+    total = 0
+    found = False
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name, encoding="ascii") as file:
+                next(file, None)
+                total += sum(1 for line in file if line.split()[3:4] == ["06"])
+                found = True
+        except OSError:
+            continue
+    return total if found else None
+
+
+def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence."""
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join(
+            ":" + "-" * (w + 1) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
+        )
+        + "|"
+    )
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def _finish(processes: Sequence[BaseProcess], timeout: float) -> None:
+    """Join every started process; terminate, then kill, whatever does not exit in time."""
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        if proc.pid is None:
+            continue
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in processes:
+        if proc.pid is None or not proc.is_alive():
+            continue
+        proc.terminate()
+        proc.join(5.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _drain(source: Queue[object], count: int, deadline: float) -> list[object]:
+    items: list[object] = []
+    while len(items) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            items.append(source.get(timeout=remaining))
+        except queue.Empty:
+            break
+    return items
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def print_facts(cfg: Config, notes: list[str]) -> None:
+    print("# localport benchmark\n")
+    print(f"- Python: {platform.python_implementation()} {platform.python_version()}")
+    print(f"- kernel: {platform.system()} {platform.release()}")
+    print(f"- cpu count: {os.cpu_count()}")
+    print(f"- ip_local_port_range: {_read_text('/proc/sys/net/ipv4/ip_local_port_range')}")
+    print(f"- tcp_tw_reuse: {_read_text('/proc/sys/net/ipv4/tcp_tw_reuse')}")
+    versions = ", ".join(f"{tool} {_tool_version(tool)}" for tool in cfg.tools)
+    print(f"- tools: {versions}")
+    print(
+        f"- parameters: iterations={cfg.iterations}, processes={cfg.processes}, ports={cfg.ports}"
+    )
+    for note in notes:
+        print(f"- note: {note}")
+    print()
+
+
+# --------------------------------------------------------------------------- 1. latency
+
+
+def _time_calls(op: Callable[[], object], iterations: int) -> list[int]:
+    samples: list[int] = []
+    for i in range(WARMUP_CALLS + iterations):
+        _arm(CALL_GUARD_S)
+        try:
+            start = time.perf_counter_ns()
+            op()
+            end = time.perf_counter_ns()
+        finally:
+            _arm(0)
+        if i >= WARMUP_CALLS:
+            samples.append(end - start)
+    return samples
+
+
+def _latency_op(pick: Picker) -> Callable[[], object]:
+    def op() -> object:
+        port, held = pick()
+        if held is not None:
+            held.release()
+        return port
+
+    return op
+
+
+def run_latency(cfg: Config, lock_dir: str) -> None:
+    print(f"## 1. Latency of one pick ({cfg.iterations} iterations)\n")
+    medians: dict[str, float] = {}
+    p99s: dict[str, float] = {}
+    notes: list[str] = []
+    # ephemeral_port_reserve leaves every port in TIME_WAIT: run it last.
+    order = sorted(cfg.tools, key=lambda t: t == "ephemeral_port_reserve")
+    for tool in order:
+        pick = _make_picker(tool, lock_dir)
+        gc.collect()
+        try:
+            samples = sorted(_time_calls(_latency_op(pick), cfg.iterations))
+        except Exception as error:  # one tool failing must not stop the rest
+            notes.append(f"{tool}: failed: {type(error).__name__}: {error}")
+            continue
+        medians[tool] = statistics.median(samples) / 1000
+        p99s[tool] = _percentile(samples, 0.99) / 1000
+    base = medians.get("portpicker")
+    rows = []
+    for tool in cfg.tools:
+        if tool not in medians:
+            continue
+        ratio = f"{medians[tool] / base:.2f}x" if base else "n/a"
+        rows.append([tool, f"{medians[tool]:.1f}", f"{p99s[tool]:.1f}", ratio])
+    headers = ["tool", f"median {US}", f"p99 {US}", "median / portpicker"]
+    print(_table(headers, rows))
+    for note in notes:
+        print(f"\n- {note}")
+    print()
+
+
+# --------------------------------------------------------------------------- 2. busy candidates
+
+
+def _port_is_free(port: int) -> bool:
+    """Whether a plain bind of *port* works on 127.0.0.1 and (where it exists) on [::1]."""
+    for family, address in ((socket.AF_INET, LOOPBACK), (socket.AF_INET6, "::1")):
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            sock.bind((address, port))
+        except OSError as error:
+            if error.errno != errno.EADDRNOTAVAIL:
+                return False
+        finally:
+            sock.close()
+    return True
+
+
+def _hold_busy_block(count: int, rng: random.Random) -> tuple[int, list[socket.socket]]:
+    """Listeners on *count* consecutive ports from a random base; the next port is free."""
+    for _ in range(100):
+        base = rng.randint(BUSY_BASE_LOW, BUSY_BASE_HIGH)
+        listeners: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                listeners.append(sock)
+                sock.bind((LOOPBACK, port))
+                sock.listen(8)
+        except OSError:
+            for sock in listeners:
+                sock.close()
+            continue
+        if _port_is_free(base + count):
+            return base, listeners
+        for sock in listeners:
+            sock.close()
+    msg = f"found no {count + 1} consecutive bindable ports in {BUSY_BASE_LOW}-{BUSY_BASE_HIGH}"
+    raise RuntimeError(msg)
+
+
+@contextlib.contextmanager
+def _count_failed_binds(ports: range) -> Iterator[list[int]]:
+    """Count failed ``socket.socket.bind`` calls on *ports* while the block runs."""
+    counter = [0]
+    original = socket.socket.bind
+    shadowed = "bind" in vars(socket.socket)
+
+    def bind(self: socket.socket, address: object) -> None:
+        try:
+            original(self, address)  # type: ignore[arg-type]
+        except OSError:
+            if isinstance(address, tuple) and len(address) >= 2 and address[1] in ports:
+                counter[0] += 1
+            raise
+
+    socket.socket.bind = bind  # type: ignore[method-assign, assignment]
+    try:
+        yield counter
+    finally:
+        if shadowed:
+            socket.socket.bind = original  # type: ignore[method-assign]
+        else:
+            delattr(socket.socket, "bind")
+
+
+def _failed_bind_cost(port: int, calls: int, *, counted: bool) -> float:
+    """Mean microseconds of socket() + failing bind() + close() on a busy *port*."""
+    with contextlib.ExitStack() as stack:
+        if counted:
+            stack.enter_context(_count_failed_binds(range(port, port + 1)))
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                pass
+            finally:
+                sock.close()
+        end = time.perf_counter_ns()
+    return (end - start) / calls / 1000
+
+
+def run_busy(lock_dir: str) -> None:
+    print(f"## 2. localport: cost of a busy candidate ({BUSY_PORTS} busy ports)\n")
+    reserve = _localport_reserve()
+    base, listeners = _hold_busy_block(BUSY_PORTS, random.Random())
+    free = base + BUSY_PORTS
+    totals: list[float] = []
+    baselines: list[float] = []
+    walked: list[int] = []
+    per_candidate: list[float] = []
+    wrong: list[int] = []
+    try:
+        with _count_failed_binds(range(base, free)) as counter:
+            for rep in range(BUSY_REPS + 1):  # rep 0 warms up the lock files
+                counter[0] = 0
+                t0 = time.perf_counter_ns()
+                reservation = reserve(port_range=(base, free), lock_dir=lock_dir)
+                t1 = time.perf_counter_ns()
+                got, busy_walked = reservation.port, counter[0]
+                reservation.release()
+                t2 = time.perf_counter_ns()
+                alone = reserve(port_range=(free, free), lock_dir=lock_dir)
+                t3 = time.perf_counter_ns()
+                alone.release()
+                if got != free:
+                    wrong.append(got)
+                if rep == 0:
+                    continue
+                totals.append((t1 - t0) / 1000)
+                baselines.append((t3 - t2) / 1000)
+                walked.append(busy_walked)
+                if busy_walked:
+                    per_candidate.append((totals[-1] - baselines[-1]) / busy_walked)
+        bare = _failed_bind_cost(base, 2000, counted=False)
+        counted = _failed_bind_cost(base, 2000, counted=True)
+    finally:
+        for sock in listeners:
+            sock.close()
+    headers = [
+        "port range",
+        f"median total {US}",
+        f"median no-busy {US}",
+        "median busy walked",
+        f"{US} per busy candidate",
+    ]
+    row = [
+        f"{base}-{free}",
+        f"{statistics.median(totals):.1f}",
+        f"{statistics.median(baselines):.1f}",
+        f"{statistics.median(walked):.0f}",
+        f"{statistics.median(per_candidate):.2f}" if per_candidate else "n/a",
+    ]
+    print(_table(headers, [row]))
+    print(
+        f"\n- {BUSY_REPS} calls; busy ports walked per call: min {min(walked)}, "
+        f"max {max(walked)}, mean {statistics.fmean(walked):.0f}"
+    )
+    print(
+        f"- for scale: socket() + failing bind() + close() from Python costs {bare:.2f} {US}; "
+        f"the bind counter adds {counted - bare:.2f} {US} per failed bind (included above)"
+    )
+    if wrong:
+        print(f"- UNEXPECTED: reserve returned {sorted(set(wrong))} instead of the free {free}")
+    print()
+
+
+# --------------------------------------------------------------------------- 3. collisions
+
+
+def _empty_result() -> WorkerResult:
+    return {
+        "ports": [],
+        "pick_ns": [],
+        "pick_errors": [],
+        "attempted": 0,
+        "failed": 0,
+        "failed_reuse": 0,
+        "bind_errors": [],
+        "error": "",
+    }
+
+
+def _listen(port: int, *, reuse: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, port))
+        sock.listen(8)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_picked(port: int, result: WorkerResult, sockets: list[socket.socket]) -> None:
+    result["attempted"] += 1
+    try:
+        sockets.append(_listen(port, reuse=False))
+    except OSError as error:
+        result["failed"] += 1
+        if error.errno != errno.EADDRINUSE:
+            result["bind_errors"].append(f"{port}: {error}")
+            result["failed_reuse"] += 1
+            return
+        try:
+            sockets.append(_listen(port, reuse=True))
+        except OSError:
+            result["failed_reuse"] += 1
+
+
+def _picker_worker(
+    tool: str,
+    count: int,
+    lock_dir: str,
+    *,
+    start: Barrier,
+    done: Barrier,
+    out: Queue[WorkerResult],
+) -> None:
+    result = _empty_result()
+    sent = False
+    sockets: list[socket.socket] = []
+    held: list[Reservation] = []
+    try:
+        _install_call_guard()
+        pick = _make_picker(tool, lock_dir)
+        picked: list[tuple[int, Reservation | None]] = []
+        start.wait(BARRIER_TIMEOUT_S)
+        for _ in range(count):
+            _arm(CALL_GUARD_S)
+            try:
+                t0 = time.perf_counter_ns()
+                port, reservation = pick()
+                t1 = time.perf_counter_ns()
+            except Exception as error:  # reported, not fatal
+                result["pick_errors"].append(f"{type(error).__name__}: {error}")
+                continue
+            finally:
+                _arm(0)
+            result["pick_ns"].append(t1 - t0)
+            result["ports"].append(port)
+            picked.append((port, reservation))
+            if reservation is not None:
+                held.append(reservation)
+        for port, reservation in picked:
+            time.sleep(random.uniform(0, MAX_BIND_DELAY_S))
+            _bind_picked(port, result, sockets)
+            if reservation is not None:
+                held.remove(reservation)
+                reservation.release()
+        out.put(result)
+        sent = True
+        done.wait(BARRIER_TIMEOUT_S)
+    except Exception as error:  # the parent reports it
+        result["error"] = f"{type(error).__name__}: {error}"
+        start.abort()
+        done.abort()
+        if not sent:
+            out.put(result)
+    finally:
+        for sock in sockets:
+            sock.close()
+        for reservation in held:
+            reservation.release()
+
+
+def _one_connection(listener: socket.socket, address: tuple[str, int]) -> bool:
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        client.settimeout(2.0)
+        client.connect(address)
+        server_side, _ = listener.accept()
+        client.close()  # the client closes first: its port goes to TIME_WAIT
+        server_side.close()
+    except OSError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def _noise_worker(
+    stop: Event, ready: Barrier, out: Queue[tuple[int, int, float]], max_seconds: float
+) -> None:
+    connections = failures = 0
+    began = time.monotonic()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(512)
+        listener.settimeout(1.0)
+        address: tuple[str, int] = listener.getsockname()
+        ready.wait(BARRIER_TIMEOUT_S)
+        began = time.monotonic()
+        deadline = began + max_seconds
+        while True:
+            if (connections + failures) % 64 == 0 and (
+                stop.is_set() or time.monotonic() > deadline
+            ):
+                break
+            if _one_connection(listener, address):
+                connections += 1
+            else:
+                failures += 1
+                time.sleep(0.001)
+    except threading.BrokenBarrierError:
+        pass
+    finally:
+        listener.close()
+        out.put((connections, failures, time.monotonic() - began))
+
+
+def _summarize(stats: RunStats, results: Sequence[WorkerResult], expected: int) -> None:
+    pick_ns: list[int] = []
+    ports: list[int] = []
+    for result in results:
+        stats.attempted += result["attempted"]
+        stats.failed += result["failed"]
+        stats.failed_reuse += result["failed_reuse"]
+        stats.pick_errors += result["pick_errors"]
+        stats.bind_errors += result["bind_errors"]
+        if result["error"]:
+            stats.errors.append(result["error"])
+        pick_ns += result["pick_ns"]
+        ports += result["ports"]
+    if len(results) < expected:
+        stats.errors.append(f"{expected - len(results)} picker process(es) sent no result")
+    stats.dup_picks = len(ports) - len(set(ports))
+    if pick_ns:
+        stats.mean_pick_ms = statistics.fmean(pick_ns) / 1e6
+
+
+def collision_run(
+    ctx: SpawnContext, cfg: Config, tool: str, *, noisy: bool, lock_dir: str
+) -> RunStats:
+    stats = RunStats(tool, "noise" if noisy else "quiet", time_wait_at_start=_count_time_wait())
+    start = ctx.Barrier(cfg.processes + 1)
+    done = ctx.Barrier(cfg.processes)
+    out: Queue[WorkerResult] = ctx.Queue()
+    stop = ctx.Event()
+    noise_ready = ctx.Barrier(NOISE_PROCESSES + 1)
+    noise_out: Queue[tuple[int, int, float]] = ctx.Queue()
+    pickers = [
+        ctx.Process(
+            target=_picker_worker,
+            args=(tool, cfg.ports, lock_dir),
+            kwargs={"start": start, "done": done, "out": out},
+            name=f"picker-{tool}-{i}",
+            daemon=True,
+        )
+        for i in range(cfg.processes)
+    ]
+    noise = [
+        ctx.Process(
+            target=_noise_worker,
+            args=(stop, noise_ready, noise_out, NOISE_MAX_S),
+            name=f"noise-{i}",
+            daemon=True,
+        )
+        for i in range(NOISE_PROCESSES if noisy else 0)
+    ]
+    results: list[object] = []
+    try:
+        for proc in pickers + noise:
+            proc.start()
+        try:
+            if noise:
+                noise_ready.wait(BARRIER_TIMEOUT_S)
+            start.wait(BARRIER_TIMEOUT_S)
+        except threading.BrokenBarrierError:
+            stats.errors.append("a process broke the start barrier")
+            noise_ready.abort()
+            start.abort()
+        results = _drain(
+            cast("Queue[object]", out), cfg.processes, time.monotonic() + BARRIER_TIMEOUT_S
+        )
+        stop.set()
+        noise_results = _drain(
+            cast("Queue[object]", noise_out), len(noise), time.monotonic() + 10.0
+        )
+        if noise:
+            triples = cast("list[tuple[int, int, float]]", noise_results)
+            stats.noise = (
+                sum(t[0] for t in triples),
+                sum(t[1] for t in triples),
+                max((t[2] for t in triples), default=0.0),
+            )
+    finally:
+        stop.set()
+        _finish(pickers + noise, timeout=BARRIER_TIMEOUT_S)
+        for source in (out, noise_out):
+            source.close()
+            source.join_thread()
+    _summarize(stats, cast("list[WorkerResult]", results), cfg.processes)
+    return stats
+
+
+def run_collisions(cfg: Config, root: str) -> None:
+    print(
+        f"## 3. Collisions: {cfg.processes} processes x {cfg.ports} ports, "
+        "plain bind after a random 0-20 ms delay\n"
+    )
+    ctx = multiprocessing.get_context("spawn")
+    runs: list[RunStats] = []
+    for noisy in (False, True):
+        for tool in cfg.tools:
+            lock_dir = _make_lock_dir(root, f"collide-{tool}-")
+            runs.append(collision_run(ctx, cfg, tool, noisy=noisy, lock_dir=lock_dir))
+    runs.sort(key=lambda r: (cfg.tools.index(r.tool), r.mode != "quiet"))
+    headers = [
+        "tool",
+        "mode",
+        "binds attempted",
+        "failed binds",
+        "failure %",
+        "mean pick ms",
+        "fail w/ REUSEADDR",
+        "dup picks",
+    ]
+    rows = [
+        [
+            r.tool,
+            r.mode,
+            str(r.attempted),
+            str(r.failed),
+            f"{100 * r.failed / r.attempted:.1f}" if r.attempted else "n/a",
+            f"{r.mean_pick_ms:.3f}",
+            str(r.failed_reuse),
+            str(r.dup_picks),
+        ]
+        for r in runs
+    ]
+    print(_table(headers, rows))
+    print()
+    for r in runs:
+        _print_run_notes(r)
+    print()
+
+
+def _print_run_notes(r: RunStats) -> None:
+    parts = [f"TIME_WAIT at start {r.time_wait_at_start}"]
+    if r.noise is not None:
+        conns, failures, seconds = r.noise
+        rate = conns / seconds if seconds > 0 else 0.0
+        parts.append(
+            f"noise {conns} connections in {seconds:.1f} s ({rate:.0f}/s), "
+            f"{failures} failed connects"
+        )
+    if r.pick_errors:
+        counts = collections.Counter(r.pick_errors).most_common(3)
+        parts.append(f"{len(r.pick_errors)} pick errors, e.g. {counts}")
+    if r.bind_errors:
+        parts.append(f"{len(r.bind_errors)} non-EADDRINUSE bind errors, e.g. {r.bind_errors[:3]}")
+    if r.errors:
+        parts.append(f"errors: {r.errors[:3]}")
+    print(f"- {r.tool}/{r.mode}: " + "; ".join(parts))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _parse_args(argv: Sequence[str] | None) -> Config:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--iterations", type=int, help="latency samples per tool (2000)")
+    parser.add_argument("--processes", type=int, help="collision-run processes (16)")
+    parser.add_argument("--ports", type=int, help="ports each collision process picks (20)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 200 iterations, 8 processes, 10 ports"
+    )
+    parser.add_argument("--only", help=f"comma-separated tools out of {','.join(TOOLS)}")
+    args = parser.parse_args(argv)
+    defaults = (200, 8, 10) if args.quick else (2000, 16, 20)
+    tools = list(TOOLS)
+    if args.only:
+        tools = [name.strip().replace("-", "_") for name in args.only.split(",") if name.strip()]
+        unknown = [name for name in tools if name not in TOOLS]
+        if unknown:
+            parser.error(f"unknown tool(s) {unknown}; choose from {', '.join(TOOLS)}")
+        tools = [name for name in TOOLS if name in tools]
+    cfg = Config(
+        iterations=args.iterations if args.iterations is not None else defaults[0],
+        processes=args.processes if args.processes is not None else defaults[1],
+        ports=args.ports if args.ports is not None else defaults[2],
+        tools=tools,
+    )
+    if min(cfg.iterations, cfg.processes, cfg.ports) < 1:
+        parser.error("--iterations, --processes and --ports must be at least 1")
+    return cfg
+
+
+def _available_tools(tools: Sequence[str], lock_dir: str) -> tuple[list[str], list[str]]:
+    available: list[str] = []
+    notes: list[str] = []
+    for tool in tools:
+        try:
+            _make_picker(tool, lock_dir)
+        except ImportError as error:
+            notes.append(f"skipping {tool}: import failed ({error})")
+            continue
+        except AttributeError as error:
+            notes.append(f"skipping {tool}: {error}")
+            continue
+        available.append(tool)
+    return available, notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = _parse_args(argv)
+    # portpicker asks a portserver only when this is set; the children inherit the removal.
+    os.environ.pop("PORTSERVER_ADDRESS", None)
+    _install_call_guard()
+    root = tempfile.mkdtemp(prefix="localport-bench-")
+    os.chmod(root, 0o700)
+    try:
+        lock_dir = _make_lock_dir(root, "latency-")
+        cfg.tools, notes = _available_tools(cfg.tools, lock_dir)
+        print_facts(cfg, notes)
+        if not cfg.tools:
+            print("nothing to benchmark")
+            return 1
+        run_latency(cfg, lock_dir)
+        if "localport" in cfg.tools:
+            run_busy(_make_lock_dir(root, "busy-"))
+        run_collisions(cfg, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
