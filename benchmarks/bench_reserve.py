@@ -36,7 +36,8 @@ kernel's ephemeral port range) are printed first, then three tables.
    its bind is done and all localport processes share one lock directory. "quiet" runs
    alone; "noise" adds 4 processes that each open and close TCP connections to their own
    loopback listener as fast as they can (client closes first, so every connection leaves
-   an outgoing port in TIME_WAIT) until the pickers are done. Columns: binds attempted,
+   an outgoing port in TIME_WAIT), starting 0.5 s before the picks and stopping when the
+   pickers are done (30 s at most). Columns: binds attempted,
    failed binds (any bind or listen error, nearly always EADDRINUSE), failure %, mean time of
    one pick in ms, then two extra columns: "fail w/ REUSEADDR" counts the failed binds that
    also fail when retried with ``SO_REUSEADDR`` (a live socket holds the port; the rest only
@@ -105,6 +106,8 @@ BUSY_BASE_HIGH = 64000
 
 NOISE_PROCESSES = 4
 NOISE_MAX_S = 30.0
+#: The noise runs this long before the pickers are let go, so they meet it at full speed.
+NOISE_WARMUP_S = 0.5
 MAX_BIND_DELAY_S = 0.020
 
 
@@ -291,14 +294,15 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 1) -> str:
+    """A Markdown table: the first *text_columns* columns left-aligned, the rest right."""
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
         padded = [
-            cell.ljust(w) if i == 0 else cell.rjust(w)
+            cell.ljust(w) if i < text_columns else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
         ]
         return "| " + " | ".join(padded) + " |"
@@ -306,7 +310,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     rule = (
         "|"
         + "|".join(
-            ":" + "-" * (w + 1) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
+            ":" + "-" * (w + 1) if i < text_columns else "-" * (w + 1) + ":"
+            for i, w in enumerate(widths)
         )
         + "|"
     )
@@ -403,7 +408,7 @@ def run_latency(cfg: Config, lock_dir: str) -> None:
         gc.collect()
         try:
             samples = sorted(_time_calls(_latency_op(pick), cfg.iterations))
-        except Exception as error:  # one tool failing must not stop the rest
+        except Exception as error:  # noqa: BLE001 - one tool failing must not stop the rest
             notes.append(f"{tool}: failed: {type(error).__name__}: {error}")
             continue
         medians[tool] = statistics.median(samples) / 1000
@@ -642,7 +647,7 @@ def _picker_worker(
                 t0 = time.perf_counter_ns()
                 port, reservation = pick()
                 t1 = time.perf_counter_ns()
-            except Exception as error:  # reported, not fatal
+            except Exception as error:  # noqa: BLE001 - reported, not fatal
                 result["pick_errors"].append(f"{type(error).__name__}: {error}")
                 continue
             finally:
@@ -661,7 +666,7 @@ def _picker_worker(
         out.put(result)
         sent = True
         done.wait(BARRIER_TIMEOUT_S)
-    except Exception as error:  # the parent reports it
+    except Exception as error:  # noqa: BLE001 - the parent reports it
         result["error"] = f"{type(error).__name__}: {error}"
         start.abort()
         done.abort()
@@ -776,6 +781,7 @@ def collision_run(
         try:
             if noise:
                 noise_ready.wait(BARRIER_TIMEOUT_S)
+                time.sleep(NOISE_WARMUP_S)
             start.wait(BARRIER_TIMEOUT_S)
         except threading.BrokenBarrierError:
             stats.errors.append("a process broke the start barrier")
@@ -840,7 +846,7 @@ def run_collisions(cfg: Config, root: str) -> None:
         ]
         for r in runs
     ]
-    print(_table(headers, rows))
+    print(_table(headers, rows, text_columns=2))
     print()
     for r in runs:
         _print_run_notes(r)
