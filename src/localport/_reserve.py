@@ -485,12 +485,17 @@ class _Picker:
         """Try to reserve *port*: the protocol of DESIGN.md, step 3."""
         registry = self.registry
         if not explicit:
-            # Never bind anything on a port a live reservation holds (see hinted_taken).
+            # A reserved port must never see even a momentary bind on its consumer's address:
+            # that makes the owner's own bind() fail. So, before the consumer's address:
+            # the metadata hint skips live reservations of this lock directory, and a plain
+            # bind where the guard would sit fails on any guarded reservation of the same
+            # address family, whatever lock directory it came from.
             if registry.hinted_taken(port, time.time()):
                 return _RESERVED
             for kind, plan in self.plans:
-                if probe(plan.cheap, kind, port) is ProbeResult.BUSY:
-                    return _Refusal(reserved=False, endpoint=plan.cheap, kind=kind)
+                for endpoint in (*plan.guards[:1], plan.cheap):
+                    if probe(endpoint, kind, port) is ProbeResult.BUSY:
+                        return _Refusal(reserved=False, endpoint=endpoint, kind=kind)
         try:
             locked = registry.try_lock(port)
         except OSError as error:
