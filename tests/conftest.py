@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+# Tests that need fixed port numbers use 24000-24999: outside localport's default range
+# (49152-65535, where every other test picks) and below the kernel's default ephemeral range
+# (32768-60999), so neither other xdist workers nor outgoing connections ever touch them.
+
+
 @pytest.fixture(autouse=True)
 def lock_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own lock directory; children inherit it through LOCALPORT_DIR."""

@@ -184,34 +184,37 @@ def test_an_explicit_port_reserved_in_this_process_is_refused() -> None:
 
 
 def test_localport_range_bounds_picked_ports(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOCALPORT_RANGE", "62000-62049")
+    monkeypatch.setenv("LOCALPORT_RANGE", "24000-24049")
     ports: set[int] = set()
     with reserve_many(10) as group:
         ports.update(group.ports)
-    assert all(62000 <= port <= 62049 for port in ports)
+    assert all(24000 <= port <= 24049 for port in ports)
 
 
 def test_the_port_range_argument_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOCALPORT_RANGE", "62000-62049")
-    with reserve(port_range="63000-63009") as reservation:
-        assert 63000 <= reservation.port <= 63009
+    monkeypatch.setenv("LOCALPORT_RANGE", "24000-24049")
+    with reserve(port_range="24100-24109") as reservation:
+        assert 24100 <= reservation.port <= 24109
+
+
+# Sticky-name tests pick from their own range: a hashed port in the default range could be
+# taken by another xdist worker between two steps of a test.
+STICKY_RANGE = (24600, 24699)
 
 
 def test_a_sticky_name_gets_its_hashed_port_when_free() -> None:
-    expected = sticky_port("sticky-web", (49152, 65535))
-    if not localport.is_free(expected):
-        pytest.skip(f"port {expected} happens to be busy on this machine")
-    with reserve(name="sticky-web") as reservation:
+    expected = sticky_port("sticky-web", STICKY_RANGE)
+    with reserve(name="sticky-web", port_range=STICKY_RANGE) as reservation:
         assert reservation.port == expected
 
 
 def test_a_sticky_name_keeps_its_last_port_when_the_hashed_one_is_busy() -> None:
-    hashed = sticky_port("moved", (49152, 65535))
-    with reserve(hashed) as blocker, reserve(name="moved") as first:
+    hashed = sticky_port("moved", STICKY_RANGE)
+    with reserve(hashed) as blocker, reserve(name="moved", port_range=STICKY_RANGE) as first:
         assert first.port != blocker.port
         moved_to = first.port
     # The hashed port is free again, but the name keeps the port it was last given.
-    with reserve(name="moved") as second:
+    with reserve(name="moved", port_range=STICKY_RANGE) as second:
         assert second.port == moved_to
 
 
@@ -221,12 +224,29 @@ def test_a_sticky_name_survives_a_restart_of_the_process(spawn: Any) -> None:
         with localport.reserve(name="restart-me") as r:
             print(json.dumps(r.port), flush=True)
     """
-    first = spawn(code)
+    env = {"LOCALPORT_RANGE": "{}-{}".format(*STICKY_RANGE)}
+    first = spawn(code, env=env)
     port = first.read()
     first.finish()
-    second = spawn(code)
+    second = spawn(code, env=env)
     assert second.read() == port
     second.finish()
+
+
+def test_a_sticky_port_in_time_wait_after_a_restart_stays_put() -> None:
+    """A dev server that closed its connections leaves TIME_WAIT behind; its name keeps the port."""
+    with reserve(name="restarted", port_range=STICKY_RANGE) as first:
+        server = first.listen()
+        client = socket.create_connection(("127.0.0.1", first.port), timeout=5)
+        connection, _ = server.accept()
+        connection.close()  # the server closes first: TIME_WAIT on the server's port
+        client.close()
+        server.close()
+    assert not localport.is_free(first.port)  # a plain bind would fail now...
+    with reserve(name="restarted", port_range=STICKY_RANGE) as second:
+        assert second.port == first.port  # ...but the name keeps its port
+        with second.listen():  # and a server that sets SO_REUSEADDR binds it
+            pass
 
 
 def test_a_busy_sticky_port_yields_another_free_one() -> None:
@@ -256,30 +276,30 @@ def test_reserve_many_gives_distinct_ports_released_together() -> None:
 
 def test_reserve_many_consecutive_skips_a_busy_port_in_the_block() -> None:
     with (
-        reserve(63101) as blocker,
-        reserve_many(2, consecutive=True, port_range=(63100, 63103)) as group,
+        reserve(24201) as blocker,
+        reserve_many(2, consecutive=True, port_range=(24200, 24203)) as group,
     ):
         assert blocker.port not in group.ports
         assert group.ports[1] == group.ports[0] + 1
 
 
 def test_reserve_many_takes_all_or_none() -> None:
-    with reserve(63201), pytest.raises(NoFreePortError):
-        reserve_many(3, port_range=(63200, 63202))
-    assert not [info for info in localport.reservations() if 63200 <= info.port <= 63202]
+    with reserve(24301), pytest.raises(NoFreePortError):
+        reserve_many(3, port_range=(24300, 24302))
+    assert not [info for info in localport.reservations() if 24300 <= info.port <= 24302]
 
 
 def test_an_exhausted_range_raises_quickly_without_leaking_descriptors() -> None:
-    with reserve_many(8, port_range=(63300, 63307)):
+    with reserve_many(8, port_range=(24400, 24407)):
         before = _open_descriptors()
         started = time.monotonic()
         with pytest.raises(NoFreePortError) as caught:
-            reserve(port_range=(63300, 63307))
+            reserve(port_range=(24400, 24407))
         elapsed = time.monotonic() - started
         assert _open_descriptors() == before
-    assert caught.value.port_range == (63300, 63307)
+    assert caught.value.port_range == (24400, 24407)
     assert caught.value.busy == 8
-    assert "63300-63307" in str(caught.value)
+    assert "24400-24407" in str(caught.value)
     assert elapsed < 5  # bounded time, generously: the point is "does not hang"
 
 
@@ -292,27 +312,27 @@ def test_is_free_sees_reservations_and_listeners() -> None:
 
 
 def test_a_lease_keeps_other_reservers_off_after_release(lock_dir: Path) -> None:
-    reservation = reserve(port_range=(63400, 63400))
+    reservation = reserve(port_range=(24500, 24500))
     reservation.release(lease=30)
     with pytest.raises(NoFreePortError):
-        reserve(port_range=(63400, 63400))
+        reserve(port_range=(24500, 24500))
     with pytest.raises(PortInUseError):
-        reserve(63400)
-    assert not localport.is_free(63400)
-    leased = [info for info in localport.reservations() if info.port == 63400]
+        reserve(24500)
+    assert not localport.is_free(24500)
+    leased = [info for info in localport.reservations() if info.port == 24500]
     assert leased
     assert leased[0].lease_until is not None
     # The guard is gone: the process the port was handed to can bind it.
     with socket.socket() as server:
-        server.bind(("127.0.0.1", 63400))
+        server.bind(("127.0.0.1", 24500))
 
 
 def test_an_expired_lease_frees_the_port() -> None:
-    reservation = reserve(port_range=(63410, 63410))
+    reservation = reserve(port_range=(24510, 24510))
     reservation.release(lease=0.05)
     time.sleep(0.1)
-    with reserve(port_range=(63410, 63410)) as again:
-        assert again.port == 63410
+    with reserve(port_range=(24510, 24510)) as again:
+        assert again.port == 24510
 
 
 def _open_descriptors() -> int:

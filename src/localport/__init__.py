@@ -8,7 +8,7 @@ True
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from ._errors import LocalportError, LockDirError, NoFreePortError, PortInUseError
 from ._registry import ReservationInfo
@@ -22,8 +22,8 @@ from ._reserve import (
 )
 
 try:
-    __version__ = version("localport")
-except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = _metadata.version("localport")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [

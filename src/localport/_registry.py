@@ -114,7 +114,7 @@ def _check_directory(path: str, *, private: bool) -> None:
                 f"it belongs to uid {info.st_uid}, not to you (uid {uid}); someone may have "
                 "planted it: remove it, or point LOCALPORT_DIR at a directory you own",
             )
-        if info.st_mode & 0o077:
+        if info.st_mode & 0o077 or info.st_mode & 0o700 != 0o700:
             raise LockDirError(
                 path,
                 f"its mode is {stat.S_IMODE(info.st_mode):04o}, but a private lock directory "
@@ -321,12 +321,16 @@ class Registry:
         if held is None:
             return self.hinted_taken(port, now)
         try:
-            inode = os.lstat(self.lock_path(port)).st_ino
+            info = os.lstat(self.lock_path(port))
         except OSError:
             return False
+        if not stat.S_ISREG(info.st_mode):
+            return True  # a planted symlink or other oddity: reserve() cannot use this port
+        if info.st_ino in held:
+            # The lock is the truth. Its record may still describe an earlier, released
+            # reservation while a new holder is midway through taking the port.
+            return True
         record = self.read_metadata(port)
-        if inode in held:
-            return record is None or record.get("released") is None or lease_live(record, now)
         return record is not None and lease_live(record, now)
 
     def live(self) -> list[ReservationInfo]:

@@ -58,6 +58,10 @@ SocketType = socket.socket
 SocketKind = socket.SocketKind
 _SOCK_NAMES = {socket.SOCK_STREAM: "tcp", socket.SOCK_DGRAM: "udp"}
 _NAME_LIMIT = 200
+#: Seconds between further looks at an explicit port that a probe found busy (see attempt()):
+#: long enough to outlast a reader preempted while its probe socket is bound, on a loaded
+#: machine; paid in full (about 85 ms) only when the port really is busy.
+_EXPLICIT_RETRY_PAUSES = (0.001, 0.004, 0.016, 0.064)
 # One source of randomness for start positions; SystemRandom needs no reseeding after fork.
 _random = random.SystemRandom()
 
@@ -79,6 +83,11 @@ class _Request:
     @property
     def plans(self) -> tuple[tuple[socket.SocketKind, Plan], ...]:
         return tuple((kind, plan_for(self.host, kind)) for kind in _SOCK_TYPES[self.proto])
+
+
+def _is_text(value: object) -> bool:
+    """isinstance(value, str), for checks of arguments typed str that untyped callers break."""
+    return isinstance(value, str)
 
 
 def _check_bool(value: object, argument: str) -> bool:
@@ -259,8 +268,12 @@ class Reservation:
 
     @property
     def guarded(self) -> bool:
-        """Whether a guard socket keeps outgoing connections off the port."""
-        return bool(self._guards)
+        """Whether a guard socket keeps outgoing connections off the port, for every protocol.
+
+        False with ``guard=False``, where no guard address exists (no IPv6 for some hosts),
+        and for UDP on a wildcard host, where every guard would collide with the server.
+        """
+        return bool(self._record.get("guarded")) and not self._released
 
     def url(self, scheme: str = "http") -> str:
         """A URL that reaches a server on this reservation from this machine.
@@ -268,8 +281,11 @@ class Reservation:
         A wildcard host maps to the loopback address of its family (``0.0.0.0`` to
         ``127.0.0.1``, ``::`` to ``[::1]``).
         """
-        if not isinstance(scheme, str) or not scheme:
-            msg = f"scheme must be a non-empty str such as 'http', got {scheme!r}"
+        if not _is_text(scheme):
+            msg = f"scheme must be a str such as 'http', got {type(scheme).__name__} {scheme!r}"
+            raise TypeError(msg)
+        if not scheme:
+            msg = "scheme must be a non-empty str such as 'http', got ''"
             raise ValueError(msg)
         return f"{scheme}://{url_host(self._host)}:{self._port}"
 
@@ -306,7 +322,10 @@ class Reservation:
 
         :param backlog: the ``listen()`` backlog, a positive int.
         """
-        if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+        if isinstance(backlog, bool) or not isinstance(backlog, int):
+            msg = f"backlog must be a positive int, got {type(backlog).__name__} {backlog!r}"
+            raise TypeError(msg)
+        if backlog < 1:
             msg = f"backlog must be a positive int, got {backlog!r}"
             raise ValueError(msg)
         if self._proto == "udp":
@@ -326,6 +345,9 @@ class Reservation:
                 msg = "proto must be 'tcp' or 'udp' for a reservation of both protocols"
                 raise ValueError(msg)
             return _SOCK_TYPES[self._proto][0]
+        if not _is_text(proto):
+            msg = f"proto must be 'tcp' or 'udp', got {type(proto).__name__} {proto!r}"
+            raise TypeError(msg)
         if proto not in ("tcp", "udp"):
             msg = f"proto must be 'tcp' or 'udp', got {proto!r}"
             raise ValueError(msg)
@@ -343,11 +365,10 @@ class Reservation:
 
         In a forked child this does nothing: the reservation belongs to the parent.
         """
-        if (
-            isinstance(lease, bool)
-            or not isinstance(lease, (int, float))
-            or not (math.isfinite(lease) and lease >= 0)
-        ):
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)):
+            msg = f"lease must be a number of seconds >= 0, got {type(lease).__name__} {lease!r}"
+            raise TypeError(msg)
+        if not (math.isfinite(lease) and lease >= 0):
             msg = f"lease must be a number of seconds >= 0, got {lease!r}"
             raise ValueError(msg)
         with self._mutex:
@@ -409,6 +430,7 @@ class ReservationGroup:
 
     @property
     def released(self) -> bool:
+        """Whether every reservation of the group has been released."""
         return all(r.released for r in self._reservations)
 
     def release(self) -> None:
@@ -458,6 +480,13 @@ class _Refusal:
     def describe(self, registry: Registry, port: int) -> str:
         if self.reserved:
             record = registry.read_metadata(port) or {}
+            if record.get("released") is not None:
+                # The record describes an earlier holder: either its lease is still running,
+                # or a new holder has the lock and has not written its own record yet.
+                if lease_live(record, time.time()):
+                    until = time.strftime("%H:%M:%S", time.localtime(record["lease_until"]))
+                    return f"(leased by localport until {until})"
+                return "(reserved by localport: a reservation is being made)"
             pid, name = record.get("pid"), record.get("name")
             who = f"pid {pid}" if isinstance(pid, int) else "another process"
             if pid == os.getpid():
@@ -480,10 +509,18 @@ class _Picker:
         self.registry = registry
         self.plans = request.plans
         self.busy = 0
+        #: A name's own ports: probed so that TIME_WAIT leftovers of the previous run do not
+        #: count as busy (see attempt()).
+        self.sticky: set[int] = set()
 
     def attempt(self, port: int, *, explicit: bool) -> Reservation | _Refusal:
         """Try to reserve *port*: the protocol of DESIGN.md, step 3."""
         registry = self.registry
+        # A restarted dev server finds its old port in TIME_WAIT, which a plain bind probe
+        # reports busy, so a sticky name would move on every restart. For a name's own ports,
+        # probe the consumer's address with SO_REUSEADDR: that still fails on any listener and
+        # any socket bound without it, and the servers that want sticky ports set it anyway.
+        lenient = port in self.sticky
         if not explicit:
             # A reserved port must never see even a momentary bind on its consumer's address:
             # that makes the owner's own bind() fail. So, before the consumer's address:
@@ -493,35 +530,50 @@ class _Picker:
             if registry.hinted_taken(port, time.time()):
                 return _RESERVED
             for kind, plan in self.plans:
-                for endpoint in (*plan.guards[:1], plan.cheap):
+                cheap = _lenient(plan.cheap) if lenient else plan.cheap
+                for endpoint in (*plan.guards[:1], cheap):
                     if probe(endpoint, kind, port) is ProbeResult.BUSY:
                         return _Refusal(reserved=False, endpoint=endpoint, kind=kind)
         try:
             locked = registry.try_lock(port)
         except OSError as error:
-            if explicit:
+            # A planted symlink (ELOOP) or another user's unreadable file in a shared
+            # directory spoils this one port; anything else spoils the directory.
+            if explicit or error.errno not in (errno.ELOOP, errno.EACCES, errno.EPERM):
                 reason = f"its lock file {registry.lock_path(port)} cannot be used ({error})"
                 raise LockDirError(registry.path, reason) from error
-            return _RESERVED  # e.g. a planted symlink (ELOOP): never ours to use
+            return _RESERVED
         if locked is None:
             return _RESERVED
         guards: list[socket.socket] = []
         try:
-            return self._verify(port, locked, guards)
+            outcome = self._verify(port, locked, guards, lenient=lenient)
+            # An explicit port is worth a second look. A reader such as is_free() in another
+            # process may have found it unreserved just before we locked it and be probing it
+            # right now; once we hold the lock every new reader sees it and keeps off, so the
+            # collision lasts microseconds. A port that is really busy stays busy.
+            for pause in _EXPLICIT_RETRY_PAUSES if explicit else ():
+                if not isinstance(outcome, _Refusal) or outcome.reserved:
+                    break
+                time.sleep(pause)
+                outcome = self._verify(port, locked, guards, lenient=lenient)
         except BaseException:
             for guard in guards:
                 guard.close()
             locked.lock.release()
             raise
+        if isinstance(outcome, _Refusal):
+            locked.lock.release()
+        return outcome
 
     def _verify(
-        self, port: int, locked: LockedPort, guards: list[socket.socket]
+        self, port: int, locked: LockedPort, guards: list[socket.socket], *, lenient: bool
     ) -> Reservation | _Refusal:
         request = self.request
         now = time.time()
         previous = Registry.read_metadata_fd(locked.fd)
         if previous is not None and lease_live(previous, now):
-            self._undo(locked, guards)
+            self._undo(guards)
             return _RESERVED
         for kind, plan in self.plans:
             guard_at: Endpoint | None = None
@@ -530,7 +582,7 @@ class _Picker:
                 # which an outgoing connect() can take the port (seen in testing).
                 result, guard = bind_guard(plan, kind, port)
                 if result is ProbeResult.BUSY:
-                    self._undo(locked, guards)
+                    self._undo(guards)
                     return _Refusal(reserved=False, endpoint=plan.guards[0], kind=kind)
                 if guard is not None:
                     guards.append(guard)
@@ -538,12 +590,12 @@ class _Picker:
             for index, endpoint in enumerate(plan.probes):
                 if guard_at is not None and same_place(endpoint, guard_at):
                     continue  # the guard's own bind already tested this address
-                result = probe(endpoint, kind, port)
+                result = probe(_lenient(endpoint) if lenient else endpoint, kind, port)
                 if result is ProbeResult.BUSY:
-                    self._undo(locked, guards)
+                    self._undo(guards)
                     return _Refusal(reserved=False, endpoint=endpoint, kind=kind)
                 if result is ProbeResult.ABSENT and index == 0:
-                    self._undo(locked, guards)
+                    self._undo(guards)
                     raise OSError(
                         errno.EADDRNOTAVAIL,
                         f"cannot reserve a port for host {request.host!r}: "
@@ -558,7 +610,8 @@ class _Picker:
             "host": request.host,
             "name": request.name,
             "created": now,
-            "guarded": bool(guards),
+            # Guarded only when every protocol is: a wildcard UDP consumer gets no guard.
+            "guarded": len(guards) == len(self.plans),
             "released": None,
             "lease_until": None,
         }
@@ -577,11 +630,11 @@ class _Picker:
         return reservation
 
     @staticmethod
-    def _undo(locked: LockedPort, guards: list[socket.socket]) -> None:
+    def _undo(guards: list[socket.socket]) -> None:
+        """Close the guards of a refused candidate; attempt() lets go of the lock."""
         for guard in guards:
             guard.close()
         guards.clear()
-        locked.lock.release()
 
     def walk(self, exclude: int | None = None) -> Iterator[int]:
         """Candidate ports: a name's sticky ports first, then the range (see _ranges)."""
@@ -593,6 +646,7 @@ class _Picker:
             for port in (recorded, sticky_port(request.name, request.port_range)):
                 if port is not None and low <= port <= high and port not in tried:
                     tried.add(port)
+                    self.sticky.add(port)
                     yield port
         if exclude is not None:
             tried.add(exclude)
@@ -623,14 +677,13 @@ class _Picker:
         """*count* adjacent ports, lowest first."""
         request = self.request
         low, high = request.port_range
-        if high - low + 1 < count:
-            raise NoFreePortError(request.port_range, 0, count=count)
         starts: list[int] = []
         if request.name is not None:
             recorded = self.registry.recorded_port(request.name)
-            starts = [
-                p for p in (recorded, sticky_port(request.name, (low, high - count + 1))) if p
-            ]
+            hashed = sticky_port(request.name, (low, high - count + 1))
+            starts = [port for port in (recorded, hashed) if port is not None]
+            for start in starts:
+                self.sticky.update(range(start, start + count))
         walk = candidates((low, high - count + 1), kernel_ephemeral_range(), _random)
         seen: set[int] = set()
         for start in itertools.chain(starts, walk):
@@ -655,6 +708,10 @@ class _Picker:
         name = self.request.name
         if name is not None and self.registry.recorded_port(name) != port:
             self.registry.record_port(name, port)
+
+
+def _lenient(endpoint: Endpoint) -> Endpoint:
+    return dataclasses.replace(endpoint, reuse=True)
 
 
 def sticky_port(name: str, port_range: tuple[int, int]) -> int:
@@ -733,6 +790,8 @@ def reserve_many(
         and, when consecutive, the group keeps its first port across runs while free.
 
     The other options are those of :func:`reserve`.
+
+    :raises ValueError: *count* is more than the range holds (or another bad argument).
     :raises NoFreePortError: not enough free ports (adjacent ones, when *consecutive*).
     """
     if isinstance(count, bool) or not isinstance(count, int):
@@ -752,6 +811,10 @@ def reserve_many(
         guard=guard,
         lock_dir=lock_dir,
     )
+    low, high = request.port_range
+    if count > high - low + 1:
+        msg = f"count {count} is more than the {high - low + 1} ports of port_range {low}-{high}"
+        raise ValueError(msg)
     registry = Registry.open(request.lock_dir)
     if consecutive:
         return ReservationGroup(_Picker(request, registry).block(count))
@@ -791,7 +854,7 @@ def is_free(
     :func:`reserve` is the only way to *keep* a port.
     """
     request = _request(
-        port=port,
+        port=check_port(port),
         name=None,
         host=host,
         proto=proto,
