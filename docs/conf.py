@@ -1,0 +1,67 @@
+"""Sphinx configuration for the localport documentation.
+
+Build (warnings are errors, every cross-reference must resolve)::
+
+    python -m sphinx -W --keep-going -n -b html docs docs/_build/html
+    python -m sphinx -W -b doctest docs docs/_build/doctest
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as _version
+
+project = "localport"
+author = "The localport developers"
+copyright = "The localport developers"
+release = _version("localport")
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.doctest",
+    "sphinx.ext.viewcode",
+]
+
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+root_doc = "index"
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# -- autodoc -----------------------------------------------------------------------------------
+autodoc_typehints = "description"
+# Types only for what a docstring documents: no lists of private __init__ parameters.
+autodoc_typehints_description_target = "documented"
+autodoc_member_order = "bysource"
+autodoc_preserve_defaults = True
+
+# No intersphinx: the build must work offline. These are the standard-library types that appear
+# in signatures and cannot be resolved without it (builtins such as OSError resolve on their own).
+nitpick_ignore = [
+    ("py:class", "socket.socket"),
+    ("py:class", "os.PathLike"),
+]
+
+# -- doctest -----------------------------------------------------------------------------------
+# Every example runs against a fresh private lock directory, never the reader's real one.
+doctest_global_setup = """
+import os as _os
+import tempfile as _tempfile
+
+_docs_lock_dir = _tempfile.mkdtemp(prefix="localport-docs-")
+_os.chmod(_docs_lock_dir, 0o700)
+_os.environ["LOCALPORT_DIR"] = _docs_lock_dir
+_os.environ.pop("LOCALPORT_RANGE", None)  # the examples assume the default range
+"""
+doctest_global_cleanup = """
+import shutil as _shutil
+
+_os.environ.pop("LOCALPORT_DIR", None)
+_shutil.rmtree(_docs_lock_dir, ignore_errors=True)
+"""
+
+# -- HTML --------------------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"localport {release}"
