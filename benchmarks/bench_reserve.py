@@ -9,8 +9,9 @@ skipped with a note)::
 
 If ``localport`` is not installed, the script imports it from ``src/`` next to this file.
 Options: ``--iterations N`` (latency samples, default 2000), ``--processes P`` and ``--ports K``
-(collision run, default 16 and 20), ``--quick`` (200 / 8 / 10) and ``--only NAME[,NAME]`` with
-names from: localport, raw, portpicker, ephemeral_port_reserve, port_for, portend.
+(collision run, default 16 and 20), ``--quick`` (200 / 8 / 10, no TIME_WAIT draining),
+``--[no-]drain`` and ``--only NAME[,NAME]`` with names from: localport, raw, portpicker,
+ephemeral_port_reserve, port_for, portend.
 
 Everything binds loopback addresses only. The machine facts (Python, kernel, CPU count and the
 kernel's ephemeral port range) are printed first, then three tables.
@@ -43,9 +44,11 @@ kernel's ephemeral port range) are printed first, then three tables.
    also fail when retried with ``SO_REUSEADDR`` (a live socket holds the port; the rest only
    met a TIME_WAIT or a non-listening ``SO_REUSEADDR`` socket, which most servers bind
    through), and "dup picks" counts ports handed out more than once across all processes.
-   All quiet runs happen before the noise runs, so TIME_WAIT left by noise does not leak
-   into a quiet run; the number of TIME_WAIT sockets at the start of each run is printed
-   below the table.
+   All quiet runs happen before the noise runs, and before each run the script waits (up to
+   65 s; ``--no-drain`` or ``--quick`` skips it) until fewer than 100 TCP sockets
+   are in TIME_WAIT, so one run's TIME_WAIT does not leak into the next; the TIME_WAIT count
+   at the start and end of each run is printed below the table. The mean pick time excludes
+   imports (localport's lazy import of filelock included).
 """
 
 from __future__ import annotations
@@ -108,6 +111,9 @@ NOISE_PROCESSES = 4
 NOISE_MAX_S = 30.0
 #: The noise runs this long before the pickers are let go, so they meet it at full speed.
 NOISE_WARMUP_S = 0.5
+#: Before each collision run, wait (at most this long) for TIME_WAIT to fall below the limit.
+DRAIN_MAX_S = 65.0
+DRAIN_LIMIT = 100
 MAX_BIND_DELAY_S = 0.020
 
 
@@ -154,6 +160,7 @@ class Config:
     processes: int
     ports: int
     tools: list[str]
+    drain: bool
 
 
 @dataclass
@@ -169,6 +176,8 @@ class RunStats:
     bind_errors: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     time_wait_at_start: int | None = None
+    time_wait_at_end: int | None = None
+    drained_s: float = 0.0
     noise: tuple[int, int, float] | None = None
 
 
@@ -223,6 +232,9 @@ def _make_picker(tool: str, lock_dir: str) -> Picker:
     """The pick function of *tool*; imports the peer (ImportError when it is missing)."""
     if tool == "localport":
         reserve = _localport_reserve()
+        # localport imports filelock on its first reserve(); import it here, outside the
+        # timings, as the peers' imports are.
+        importlib.import_module("filelock")
 
         def pick_localport() -> tuple[int, Reservation | None]:
             reservation = reserve(lock_dir=lock_dir)
@@ -286,6 +298,17 @@ def _count_time_wait() -> int | None:
         except OSError:
             continue
     return total if found else None
+
+
+def _drain_time_wait() -> float:
+    """Wait until fewer than DRAIN_LIMIT TCP sockets are in TIME_WAIT; return the wait."""
+    began = time.monotonic()
+    while time.monotonic() - began < DRAIN_MAX_S:
+        count = _count_time_wait()
+        if count is None or count < DRAIN_LIMIT:
+            break
+        time.sleep(1.0)
+    return time.monotonic() - began
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -361,7 +384,8 @@ def print_facts(cfg: Config, notes: list[str]) -> None:
     versions = ", ".join(f"{tool} {_tool_version(tool)}" for tool in cfg.tools)
     print(f"- tools: {versions}")
     print(
-        f"- parameters: iterations={cfg.iterations}, processes={cfg.processes}, ports={cfg.ports}"
+        f"- parameters: iterations={cfg.iterations}, processes={cfg.processes}, "
+        f"ports={cfg.ports}, drain={cfg.drain}"
     )
     for note in notes:
         print(f"- note: {note}")
@@ -748,7 +772,10 @@ def _summarize(stats: RunStats, results: Sequence[WorkerResult], expected: int) 
 def collision_run(
     ctx: SpawnContext, cfg: Config, tool: str, *, noisy: bool, lock_dir: str
 ) -> RunStats:
-    stats = RunStats(tool, "noise" if noisy else "quiet", time_wait_at_start=_count_time_wait())
+    stats = RunStats(tool, "noise" if noisy else "quiet")
+    if cfg.drain:
+        stats.drained_s = _drain_time_wait()
+    stats.time_wait_at_start = _count_time_wait()
     start = ctx.Barrier(cfg.processes + 1)
     done = ctx.Barrier(cfg.processes)
     out: Queue[WorkerResult] = ctx.Queue()
@@ -803,6 +830,7 @@ def collision_run(
             )
     finally:
         stop.set()
+        stats.time_wait_at_end = _count_time_wait()
         _finish(pickers + noise, timeout=BARRIER_TIMEOUT_S)
         for source in (out, noise_out):
             source.close()
@@ -854,7 +882,12 @@ def run_collisions(cfg: Config, root: str) -> None:
 
 
 def _print_run_notes(r: RunStats) -> None:
-    parts = [f"TIME_WAIT at start {r.time_wait_at_start}"]
+    parts = [f"TIME_WAIT at start {r.time_wait_at_start}, at end {r.time_wait_at_end}"]
+    if r.drained_s >= 1.0:
+        parts.append(f"waited {r.drained_s:.0f} s for TIME_WAIT to drain first")
+    limit = _read_text("/proc/sys/net/ipv4/tcp_max_tw_buckets")
+    if limit.isdigit() and (r.time_wait_at_end or 0) >= int(limit):
+        parts.append(f"TIME_WAIT table full (tcp_max_tw_buckets {limit}): the kernel dropped some")
     if r.noise is not None:
         conns, failures, seconds = r.noise
         rate = conns / seconds if seconds > 0 else 0.0
@@ -884,6 +917,12 @@ def _parse_args(argv: Sequence[str] | None) -> Config:
         "--quick", action="store_true", help="smoke run: 200 iterations, 8 processes, 10 ports"
     )
     parser.add_argument("--only", help=f"comma-separated tools out of {','.join(TOOLS)}")
+    parser.add_argument(
+        "--drain",
+        action=argparse.BooleanOptionalAction,
+        help="before each collision run wait (up to 65 s) for TIME_WAIT sockets to expire "
+        "(default: on, off with --quick)",
+    )
     args = parser.parse_args(argv)
     defaults = (200, 8, 10) if args.quick else (2000, 16, 20)
     tools = list(TOOLS)
@@ -898,6 +937,7 @@ def _parse_args(argv: Sequence[str] | None) -> Config:
         processes=args.processes if args.processes is not None else defaults[1],
         ports=args.ports if args.ports is not None else defaults[2],
         tools=tools,
+        drain=args.drain if args.drain is not None else not args.quick,
     )
     if min(cfg.iterations, cfg.processes, cfg.ports) < 1:
         parser.error("--iterations, --processes and --ports must be at least 1")

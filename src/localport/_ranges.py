@@ -89,7 +89,8 @@ def kernel_ephemeral_range() -> tuple[int, int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        with open(_KERNEL_RANGE_FILE, encoding="ascii") as file:
+        # Bytes, not text: a text read imports a codec module on first use (about 1 ms).
+        with open(_KERNEL_RANGE_FILE, "rb") as file:
             low_text, high_text = file.read().split()
         return int(low_text), int(high_text)
     except (OSError, ValueError):

@@ -405,17 +405,17 @@ def held_lock_inodes() -> set[int] | None:
     if not _LINUX:
         return None
     try:
-        with open("/proc/locks", encoding="ascii", errors="replace") as file:
-            lines = file.readlines()
+        with open("/proc/locks", "rb") as file:
+            lines = file.read().split(b"\n")
     except OSError:
         return None
     inodes = set()
     for line in lines:
         # "1: FLOCK  ADVISORY  WRITE 2800 fe:00:2146466 0 EOF"; waiters show "->" and hold nothing.
         fields = line.split()
-        if len(fields) < 6 or fields[1] == "->" or fields[1] != "FLOCK":
+        if len(fields) < 6 or fields[1] != b"FLOCK":  # waiters show "->" there
             continue
-        device_inode = fields[5].rsplit(":", 1)
+        device_inode = fields[5].rsplit(b":", 1)
         if len(device_inode) == 2 and device_inode[1].isdigit():
             inodes.add(int(device_inode[1]))
     return inodes
