@@ -290,7 +290,7 @@ def test_a_reservation_dropped_by_garbage_collection_stays_held(spawn: Any, guar
     )
     port = holder.read()
     gc.collect()
-    with pytest.raises(PortInUseError, match=f"pid {holder.pid}"):
+    with pytest.raises(PortInUseError, match=f"PID {holder.pid}"):
         reserve(port, guard=guard)
     assert port in {info.port for info in localport.reservations()}
     holder.finish()

@@ -13,7 +13,7 @@ from localport import LocalportError, LockDirError, NoFreePortError, PortInUseEr
 
 
 def round_trip(error: BaseException) -> BaseException:
-    copy: BaseException = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    copy: BaseException = pickle.loads(pickle.dumps(error))
     return copy
 
 

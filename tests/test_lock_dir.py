@@ -430,7 +430,7 @@ def test_a_refusal_never_blames_the_pid_of_a_released_record(
     message = str(info.value)
     assert "reserved by localport" in message
     assert "this process" not in message
-    assert f"pid {os.getpid()}" not in message
+    assert f"PID {os.getpid()}" not in message
 
 
 # -- the lock is the reservation ---------------------------------------------------------------
@@ -456,7 +456,7 @@ def test_a_port_locked_by_another_process_is_reported_reserved_by_that_pid(spawn
         localport.reserve(port)
     message = str(info.value)
     assert "reserved by localport" in message
-    assert f"pid {child.pid}" in message
+    assert f"PID {child.pid}" in message
     assert info.value.port == port
     listed = [(entry.port, entry.pid) for entry in localport.reservations()]
     assert listed == [(port, child.pid)]

@@ -165,5 +165,7 @@ def test_a_walk_skips_busy_ports_and_takes_the_free_one(
 
 def test_the_error_names_the_address_where_the_port_is_busy(foreign: list[socket.socket]) -> None:
     port = _hold(foreign, "127.0.0.1", kind=socket.SOCK_DGRAM)
-    with pytest.raises(PortInUseError, match=r"127\.0\.0\.1 \(udp\)"):
+    with pytest.raises(
+        PortInUseError, match=r"by this process, bound \(not listening\) to 127\.0\.0\.1"
+    ):
         reserve(port, proto="udp")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 
 from ._errors import LocalportError, LockDirError, NoFreePortError, PortInUseError
+from ._holders import Holder, listening, who_holds
 from ._registry import ReservationInfo
 from ._reserve import (
     Reservation,
@@ -27,6 +28,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was ne
     __version__ = "0+unknown"
 
 __all__ = [
+    "Holder",
     "LocalportError",
     "LockDirError",
     "NoFreePortError",
@@ -36,7 +38,9 @@ __all__ = [
     "ReservationInfo",
     "__version__",
     "is_free",
+    "listening",
     "reservations",
     "reserve",
     "reserve_many",
+    "who_holds",
 ]

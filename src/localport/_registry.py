@@ -333,6 +333,17 @@ class Registry:
         record = self.read_metadata(port)
         return record is not None and lease_live(record, now)
 
+    def reservation_at(self, port: int) -> ReservationInfo | None:
+        """The live reservation (or lease) of *port*, read without taking any lock."""
+        now = time.time()
+        if not self.is_reserved(port, now):
+            return None
+        path = self.lock_path(port)
+        record = self.read_metadata(port)
+        if record is None or (record.get("released") is not None and not lease_live(record, now)):
+            return None  # locked, but its holder has not described itself yet
+        return _info_from_record(port, record, path)
+
     def live(self) -> list[ReservationInfo]:
         """Every live reservation (and live lease) in this directory."""
         now = time.time()

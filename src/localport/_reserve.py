@@ -488,7 +488,7 @@ class _Refusal:
                     return f"(leased by localport until {until})"
                 return "(reserved by localport: a reservation is being made)"
             pid, name = record.get("pid"), record.get("name")
-            who = f"pid {pid}" if isinstance(pid, int) else "another process"
+            who = f"PID {pid}" if isinstance(pid, int) else "another process"
             if pid == os.getpid():
                 who = "this process"
             named = f", name {name!r}" if isinstance(name, str) else ""
@@ -636,6 +636,22 @@ class _Picker:
             guard.close()
         guards.clear()
 
+    def _port_in_use(self, port: int, refusal: _Refusal) -> PortInUseError:
+        """The error for a busy explicit port, naming who holds it where that can be learned."""
+        holders: list[Any] = []
+        detail = refusal.describe(self.registry, port)
+        try:
+            from ._holders import explain, who_holds
+
+            holders = who_holds(
+                port, proto=self.request.proto, host=self.request.host, lock_dir=self.registry.path
+            )
+            if holders:
+                detail = explain(port, holders, host=self.request.host)
+        except Exception:  # noqa: BLE001 - diagnostics must never hide the error itself
+            holders = []
+        return PortInUseError(port, holders, detail=detail)
+
     def walk(self, exclude: int | None = None) -> Iterator[int]:
         """Candidate ports: a name's sticky ports first, then the range (see _ranges)."""
         request = self.request
@@ -662,9 +678,7 @@ class _Picker:
                 self._remember(outcome.port)
                 return outcome
             if not request.fallback:
-                raise PortInUseError(
-                    request.port, detail=outcome.describe(self.registry, request.port)
-                )
+                raise self._port_in_use(request.port, outcome)
         for port in self.walk(exclude=request.port):
             outcome = self.attempt(port, explicit=False)
             if isinstance(outcome, Reservation):
