@@ -106,7 +106,10 @@ def who_holds(
     :param lock_dir: the lock directory whose reservations to report (default as in
         :func:`localport.reserve`).
     :returns: the holders, whoever serves the port first and ``TIME_WAIT`` leftovers last;
-        empty when nothing holds the port.
+        empty when nothing holds the port. Connections and ``TIME_WAIT`` leftovers are
+        listed only when no TCP socket listens on or is bound to the port: they are what
+        holds a port then, and finding them costs a walk of the kernel's whole connection
+        table.
 
     On Linux the sockets come from the kernel's sock_diag interface, filtered by port in the
     kernel, and their processes from ``/proc``; elsewhere from psutil. Sockets of other users'
@@ -201,9 +204,21 @@ def _sockets(port: int | None, proto: str, *, listening_only: bool = False) -> l
 
 
 def _sockdiag_sockets(port: int | None, proto: str, *, listening_only: bool) -> list[_Socket]:
-    from ._sockdiag import query
+    from ._sockdiag import TCP_PHASES, query
 
-    found: Iterable[DiagSocket] = query(port, proto, listening_only=listening_only)
+    found: Iterable[DiagSocket] = []
+    if proto == "udp":
+        found = query(port, proto)
+    elif listening_only:
+        found = query(port, proto, states=TCP_PHASES[0])
+    else:
+        # Listeners, then bound sockets, then connections and TIME_WAIT: each question only
+        # when the cheaper one found nothing, so a listening server is named in well under a
+        # millisecond however many connections the machine has.
+        for states in TCP_PHASES:
+            found = query(port, proto, states=states)
+            if found:
+                break
     return [_Socket(s.family, s.proto, s.state, s.local, s.remote, s.uid, s.inode) for s in found]
 
 

@@ -45,6 +45,16 @@ TCP_STATES = {
     13: "BOUND",  # TCP_BOUND_INACTIVE: bound, neither listening nor connected (kernel >= 6.5)
 }
 LISTEN = 10
+_BOUND_INACTIVE = 13
+#: The three TCP questions, cheapest first. Listeners live in the small listening hash;
+#: bound-inactive sockets in the bind hash; everything else (connections, TIME_WAIT) in the
+#: established hash, which the kernel walks whole: 262,144 buckets, milliseconds on a busy
+#: machine. Callers ask the next question only when the cheaper one found nothing.
+TCP_PHASES = (
+    1 << LISTEN,
+    1 << _BOUND_INACTIVE,
+    0xFFFFFFFF & ~((1 << LISTEN) | (1 << _BOUND_INACTIVE)),
+)
 _ALL_STATES = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -156,14 +166,18 @@ def _state_name(proto: str, state: int, *, connected: bool) -> str:
     return TCP_STATES.get(state, f"STATE_{state}")
 
 
-def query(port: int | None, proto: str, *, listening_only: bool = False) -> list[DiagSocket]:
+def query(port: int | None, proto: str, *, states: int = _ALL_STATES) -> list[DiagSocket]:
     """Every IPv4 and IPv6 socket of *proto* on local *port* (every port when ``None``).
+
+    :param states: a bit mask of TCP states (``1 << state``; see :data:`TCP_PHASES`); UDP
+        sockets are always all returned.
 
     :raises OSError: when netlink sock_diag is not available (not Linux, no ``inet_diag``
         module, a sandbox that forbids netlink); callers fall back to psutil.
     """
     protocol = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
-    states = (1 << LISTEN) if listening_only and proto == "tcp" else _ALL_STATES
+    if proto == "udp":
+        states = _ALL_STATES
     found: list[DiagSocket] = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as sock:
         for family in (socket.AF_INET, socket.AF_INET6):
