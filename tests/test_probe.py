@@ -169,3 +169,20 @@ def test_the_error_names_the_address_where_the_port_is_busy(foreign: list[socket
         PortInUseError, match=r"by this process, bound \(not listening\) to 127\.0\.0\.1"
     ):
         reserve(port, proto="udp")
+
+
+def test_is_free_probes_by_binding_where_the_kernel_cannot_be_asked(
+    foreign: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without netlink sock_diag (other systems, sandboxes) is_free() binds to find out."""
+    from localport import _sockdiag
+
+    def no_netlink(*args: object, **kwargs: object) -> list[object]:
+        raise OSError("netlink sock_diag is not available here")
+
+    monkeypatch.setattr(_sockdiag, "query", no_netlink)
+    assert not localport.is_free(_hold(foreign, "127.0.0.1"))
+    assert not localport.is_free(_hold(foreign, "127.0.0.1", listen=False))
+    with reserve() as reservation:
+        port = reservation.port
+    assert localport.is_free(port)

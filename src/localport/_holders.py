@@ -451,3 +451,52 @@ def _short(command: str, limit: int = 80) -> str:
     """The command on one line (a ``python -c`` script has newlines), cut to *limit*."""
     command = " ".join(command.split())
     return command if len(command) <= limit else command[: limit - 3] + "..."
+
+
+# -- is it bound? --------------------------------------------------------------------------------
+
+
+def bound_in_the_way(port: int, host: str, protos: Sequence[str]) -> bool:
+    """Whether any socket on *port* would make a plain ``bind()`` for *host* fail (Linux).
+
+    Asked of sock_diag, so nothing is bound to find out: a momentary probe bind could make a
+    concurrent ``reserve()`` of this port fail. Every state counts (``TIME_WAIT`` too, as it
+    does for a plain bind), and a socket on ``[::]`` counts against IPv4 as well, since
+    sock_diag does not say whether it is IPv6-only.
+
+    :raises OSError: where sock_diag cannot answer; the caller probes instead.
+    """
+    from ._probe import plan_for
+    from ._sockdiag import query
+
+    for proto in protos:
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        plan = plan_for(host, kind)
+        endpoints = {(e.family, e.address, e.v6only) for e in (plan.cheap, *plan.probes)}
+        for found in query(port, proto):
+            family, address = _unmapped(found.family, found.local[0])
+            if any(_conflicts(family, address, *endpoint) for endpoint in endpoints):
+                return True
+    return False
+
+
+def _unmapped(family: socket.AddressFamily, address: str) -> tuple[socket.AddressFamily, str]:
+    """``::ffff:127.0.0.1`` (an IPv4 peer of a dual-stack socket) is an IPv4 address."""
+    if family == socket.AF_INET6 and address.startswith("::ffff:") and "." in address:
+        return socket.AF_INET, address[7:]
+    return family, address
+
+
+def _conflicts(
+    family: socket.AddressFamily,
+    address: str,
+    wanted_family: socket.AddressFamily,
+    wanted: str,
+    v6only: bool,
+) -> bool:
+    wildcard = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+    if family == wanted_family:
+        return address in (wanted, wildcard[family]) or wanted == wildcard[family]
+    if family == socket.AF_INET6 and address == "::":
+        return True  # maybe dual-stack: it would collide with any IPv4 bind
+    return wanted_family == socket.AF_INET6 and wanted == "::" and not v6only

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -863,8 +864,9 @@ def is_free(
 ) -> bool:
     """Whether *port* could be reserved right now: no live reservation, nothing bound.
 
-    A port a live reservation holds is reported taken without binding anything on it, so
-    asking never breaks its owner's ``bind()``. The answer can be stale a moment later:
+    A port a live reservation holds is reported taken without binding anything on it, and
+    on Linux nothing is bound at all (the kernel is asked through sock_diag), so asking never
+    breaks anyone's ``bind()`` or ``reserve()``. The answer can be stale a moment later:
     :func:`reserve` is the only way to *keep* a port.
     """
     request = _request(
@@ -880,6 +882,16 @@ def is_free(
     registry = Registry.open(request.lock_dir)
     if registry.is_reserved(check_port(port), time.time()):
         return False
+    if sys.platform.startswith("linux"):
+        # Ask the kernel instead of binding: a probe bind, however short, could make a
+        # concurrent reserve() of this port fail.
+        from ._holders import bound_in_the_way
+
+        protos = ("tcp", "udp") if request.proto == "both" else (request.proto,)
+        try:
+            return not bound_in_the_way(port, request.host, protos)
+        except OSError:
+            pass  # no netlink here: probe as everywhere else
     for kind, plan in request.plans:
         for endpoint in (plan.cheap, *plan.probes):
             if probe(endpoint, kind, port) is ProbeResult.BUSY:
