@@ -147,43 +147,29 @@ def test_a_valid_call_creates_the_missing_lock_directory(missing_lock_dir: Path)
         assert missing_lock_dir.is_dir()
 
 
-@pytest.mark.parametrize(("kwargs", "exception", "match"), BAD_RESERVE_ARGUMENTS)
-def test_reserve_rejects_a_bad_argument_before_any_io(
-    missing_lock_dir: Path, kwargs: dict[str, Any], exception: type[Exception], match: str
+BAD_ARGUMENTS = [
+    pytest.param(function, *case.values, id=f"{function}({case.id})", marks=case.marks)
+    for function, cases in (
+        ("reserve", BAD_RESERVE_ARGUMENTS),
+        ("reserve_many", BAD_RESERVE_MANY_ARGUMENTS),
+        ("is_free", BAD_IS_FREE_ARGUMENTS),
+        ("reservations", BAD_RESERVATIONS_ARGUMENTS),
+    )
+    for case in cases
+]
+
+
+@pytest.mark.parametrize(("function", "kwargs", "exception", "match"), BAD_ARGUMENTS)
+def test_a_bad_argument_is_rejected_before_any_io(
+    missing_lock_dir: Path,
+    function: str,
+    kwargs: dict[str, Any],
+    exception: type[Exception],
+    match: str,
 ) -> None:
     with pytest.raises(exception, match=match) as info:
-        api.reserve(**kwargs)
+        getattr(api, function)(**kwargs)
     assert type(info.value) is exception  # not a subclass such as LocalportError
-    assert not missing_lock_dir.exists()
-
-
-@pytest.mark.parametrize(("kwargs", "exception", "match"), BAD_RESERVE_MANY_ARGUMENTS)
-def test_reserve_many_rejects_a_bad_argument_before_any_io(
-    missing_lock_dir: Path, kwargs: dict[str, Any], exception: type[Exception], match: str
-) -> None:
-    with pytest.raises(exception, match=match) as info:
-        api.reserve_many(**kwargs)
-    assert type(info.value) is exception
-    assert not missing_lock_dir.exists()
-
-
-@pytest.mark.parametrize(("kwargs", "exception", "match"), BAD_IS_FREE_ARGUMENTS)
-def test_is_free_rejects_a_bad_argument_before_any_io(
-    missing_lock_dir: Path, kwargs: dict[str, Any], exception: type[Exception], match: str
-) -> None:
-    with pytest.raises(exception, match=match) as info:
-        api.is_free(**kwargs)
-    assert type(info.value) is exception
-    assert not missing_lock_dir.exists()
-
-
-@pytest.mark.parametrize(("kwargs", "exception", "match"), BAD_RESERVATIONS_ARGUMENTS)
-def test_reservations_rejects_a_bad_lock_dir_before_any_io(
-    missing_lock_dir: Path, kwargs: dict[str, Any], exception: type[Exception], match: str
-) -> None:
-    with pytest.raises(exception, match=match) as info:
-        api.reservations(**kwargs)
-    assert type(info.value) is exception
     assert not missing_lock_dir.exists()
 
 

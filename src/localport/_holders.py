@@ -11,17 +11,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._errors import LocalportError
-from ._probe import normalize_host
+from ._probe import check_proto, normalize_host
 from ._processes import ProcessFacts, facts, pids_of_inodes, socket_pids_everywhere
 from ._ranges import check_port
 from ._registry import Registry, ReservationInfo, check_lock_dir_argument
+from ._sockdiag import DiagSocket
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
-    from ._sockdiag import DiagSocket
 
-_PROTOS = ("tcp", "udp", "both")
 #: Order in which holders are listed: whoever serves the port first, leftovers last.
 _STATUS_ORDER = {
     "LISTEN": 0,
@@ -116,10 +115,10 @@ def who_holds(
     processes are reported with their uid and ``pid=None`` unless this process may look.
     """
     port = check_port(port)
-    protos = _check_proto(proto)
+    protos = _protos(proto)
     wanted_host = None if host is None else normalize_host(host)
     reservation = _reservation(port, check_lock_dir_argument(lock_dir))
-    sockets: list[_Socket] = []
+    sockets: list[DiagSocket] = []
     for one in protos:
         sockets.extend(_sockets(port, one))
     if wanted_host is not None:
@@ -144,9 +143,9 @@ def listening(
     The data behind "what is running on my machine": compare the addresses with
     ``127.0.0.1``/``[::1]`` to see which servers are reachable from the network.
     """
-    protos = _check_proto(proto)
+    protos = _protos(proto)
     directory = check_lock_dir_argument(lock_dir)
-    sockets: list[_Socket] = []
+    sockets: list[DiagSocket] = []
     for one in protos:
         sockets.extend(_sockets(None, one, listening_only=True))
     pids = socket_pids_everywhere() if any(s.pid is None for s in sockets) else {}
@@ -161,14 +160,9 @@ def listening(
     return holders
 
 
-def _check_proto(proto: object) -> tuple[str, ...]:
-    if not isinstance(proto, str):
-        msg = f"proto must be 'tcp', 'udp' or 'both', got {type(proto).__name__} {proto!r}"
-        raise TypeError(msg)
-    if proto not in _PROTOS:
-        msg = f"proto must be 'tcp', 'udp' or 'both', got {proto!r}"
-        raise ValueError(msg)
-    return ("tcp", "udp") if proto == "both" else (proto,)
+def _protos(proto: object) -> tuple[str, ...]:
+    checked = check_proto(proto)
+    return ("tcp", "udp") if checked == "both" else (checked,)
 
 
 def _reservation(port: int, lock_dir: str | None) -> ReservationInfo | None:
@@ -179,19 +173,7 @@ def _reservation(port: int, lock_dir: str | None) -> ReservationInfo | None:
         return None
 
 
-@dataclass(frozen=True)
-class _Socket:
-    family: socket.AddressFamily
-    proto: str
-    state: str
-    local: tuple[str, int]
-    remote: tuple[str, int] | None
-    uid: int | None
-    inode: int
-    pid: int | None = None  # known up front on the psutil path
-
-
-def _sockets(port: int | None, proto: str, *, listening_only: bool = False) -> list[_Socket]:
+def _sockets(port: int | None, proto: str, *, listening_only: bool = False) -> list[DiagSocket]:
     """The sockets on *port*: sock_diag on Linux, psutil elsewhere or when netlink fails."""
     if sys.platform.startswith("linux"):
         try:
@@ -203,10 +185,10 @@ def _sockets(port: int | None, proto: str, *, listening_only: bool = False) -> l
     return _psutil_sockets(port, proto, listening_only=listening_only)
 
 
-def _sockdiag_sockets(port: int | None, proto: str, *, listening_only: bool) -> list[_Socket]:
+def _sockdiag_sockets(port: int | None, proto: str, *, listening_only: bool) -> list[DiagSocket]:
     from ._sockdiag import TCP_PHASES, query
 
-    found: Iterable[DiagSocket] = []
+    found: list[DiagSocket] = []
     if proto == "udp":
         found = query(port, proto)
     elif listening_only:
@@ -219,10 +201,10 @@ def _sockdiag_sockets(port: int | None, proto: str, *, listening_only: bool) -> 
             found = query(port, proto, states=states)
             if found:
                 break
-    return [_Socket(s.family, s.proto, s.state, s.local, s.remote, s.uid, s.inode) for s in found]
+    return list(found)
 
 
-def _psutil_sockets(port: int | None, proto: str, *, listening_only: bool) -> list[_Socket]:
+def _psutil_sockets(port: int | None, proto: str, *, listening_only: bool) -> list[DiagSocket]:
     import psutil
 
     try:
@@ -242,7 +224,7 @@ def _psutil_sockets(port: int | None, proto: str, *, listening_only: bool) -> li
             continue
         remote = (connection.raddr.ip, connection.raddr.port) if connection.raddr else None
         found.append(
-            _Socket(
+            DiagSocket(
                 family=socket.AddressFamily(connection.family),
                 proto=proto,
                 state=status,
@@ -267,7 +249,7 @@ def _matters_to(address: str, family: socket.AddressFamily, host: str) -> bool:
 
 
 def _holders_of(
-    sockets: Sequence[_Socket],
+    sockets: Sequence[DiagSocket],
     pids: dict[int, int],
     reservation: ReservationInfo | None,
     *,

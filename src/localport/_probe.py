@@ -109,6 +109,20 @@ def _normalize_text_host(host: str) -> str:
     return str(address)
 
 
+PROTOS = ("tcp", "udp", "both")
+
+
+def check_proto(value: object) -> str:
+    """Validate *proto* without I/O: ``"tcp"``, ``"udp"`` or ``"both"``."""
+    if not isinstance(value, str):
+        msg = f"proto must be 'tcp', 'udp' or 'both', got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    if value not in PROTOS:
+        msg = f"proto must be 'tcp', 'udp' or 'both', got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
 def host_family(host: str) -> socket.AddressFamily:
     if host == "localhost":
         return socket.AF_INET

@@ -25,6 +25,7 @@ from ._probe import (
     ProbeResult,
     bind_address,
     bind_guard,
+    check_proto,
     guard_endpoint_of,
     normalize_host,
     plan_for,
@@ -98,16 +99,6 @@ def _check_bool(value: object, argument: str) -> bool:
     return value
 
 
-def _check_proto(value: object) -> str:
-    if not isinstance(value, str):
-        msg = f"proto must be 'tcp', 'udp' or 'both', got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    if value not in _SOCK_TYPES:
-        msg = f"proto must be 'tcp', 'udp' or 'both', got {value!r}"
-        raise ValueError(msg)
-    return value
-
-
 def _check_name(value: object) -> str | None:
     if value is None:
         return None
@@ -135,7 +126,7 @@ def _request(
         port=None if port is None else check_port(port),
         name=_check_name(name),
         host=normalize_host(host),
-        proto=_check_proto(proto),
+        proto=check_proto(proto),
         port_range=configured_range(port_range),
         fallback=_check_bool(fallback, "fallback"),
         guard=_check_bool(guard, "guard"),

@@ -69,15 +69,17 @@ _BYTECODE_OP = struct.Struct("=BBH")
 
 @dataclass(frozen=True)
 class DiagSocket:
-    """One socket as sock_diag reports it."""
+    """One socket, as sock_diag (or psutil, on the portable path) reports it."""
 
     family: socket.AddressFamily
     proto: str
     state: str
     local: tuple[str, int]
     remote: tuple[str, int] | None
-    uid: int
+    uid: int | None
     inode: int
+    #: Known up front on the psutil path; on Linux found from the inode later.
+    pid: int | None = None
 
 
 def _port_filter(port: int) -> bytes:
