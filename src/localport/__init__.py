@@ -4,28 +4,48 @@
 >>> with reserve() as reservation:
 ...     49152 <= reservation.port <= 65535
 True
+
+The public names are loaded on first use: the pytest plugin imports this package in every
+pytest run of every project that installs localport, and importing everything up front cost
+about 35 ms there, ``importlib.metadata`` for ``__version__`` as much again.
 """
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ._errors import LocalportError, LockDirError, NoFreePortError, PortInUseError
-from ._holders import Holder, listening, who_holds
-from ._registry import ReservationInfo
-from ._reserve import (
-    Reservation,
-    ReservationGroup,
-    is_free,
-    reservations,
-    reserve,
-    reserve_many,
-)
+if TYPE_CHECKING:
+    from ._errors import LocalportError, LockDirError, NoFreePortError, PortInUseError
+    from ._holders import Holder, listening, who_holds
+    from ._registry import ReservationInfo
+    from ._reserve import (
+        Reservation,
+        ReservationGroup,
+        is_free,
+        reservations,
+        reserve,
+        reserve_many,
+    )
 
-try:
-    __version__ = _metadata.version("localport")
-except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+    __version__: str
+
+_HOMES = {
+    "Holder": "_holders",
+    "LocalportError": "_errors",
+    "LockDirError": "_errors",
+    "NoFreePortError": "_errors",
+    "PortInUseError": "_errors",
+    "Reservation": "_reserve",
+    "ReservationGroup": "_reserve",
+    "ReservationInfo": "_registry",
+    "is_free": "_reserve",
+    "listening": "_holders",
+    "reservations": "_reserve",
+    "reserve": "_reserve",
+    "reserve_many": "_reserve",
+    "who_holds": "_holders",
+}
 
 __all__ = [
     "Holder",
@@ -44,3 +64,25 @@ __all__ = [
     "reserve_many",
     "who_holds",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            value: Any = metadata.version("localport")
+        except metadata.PackageNotFoundError:  # a source tree that was never installed
+            value = "0+unknown"
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    else:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    # The public surface, plus the module's own dunders; not the helpers imported above.
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})
