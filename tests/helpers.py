@@ -17,3 +17,21 @@ def has_ipv6() -> bool:
 
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this machine")
+
+
+def time_wait_table_full() -> bool:
+    """Whether the kernel's TIME_WAIT table is (nearly) full, so new entries get dropped.
+
+    Another program on the machine can fill it (a load test, a benchmark); a test that needs
+    a TIME_WAIT entry then skips instead of failing.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/tcp_max_tw_buckets", "rb") as file:
+            limit = int(file.read())
+        count = 0
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(name, "rb") as file:
+                count += sum(1 for line in file if line.split()[3:4] == [b"06"])
+    except (OSError, ValueError):
+        return False
+    return count > limit - 2000

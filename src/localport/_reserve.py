@@ -491,6 +491,11 @@ class _Refusal:
 
 
 _RESERVED = _Refusal(reserved=True)
+#: Locked by another process that has not described itself yet: a reservation being made,
+#: which may still fail and let go.
+_LOCKED = _Refusal(reserved=True)
+#: Pauses before another look at the ports a walk refused for a reason that may pass.
+_WALK_RETRY_PAUSES = (0.002, 0.01)
 
 
 class _Picker:
@@ -536,7 +541,7 @@ class _Picker:
                 raise LockDirError(registry.path, reason) from error
             return _RESERVED
         if locked is None:
-            return _RESERVED
+            return _LOCKED
         guards: list[socket.socket] = []
         try:
             outcome = self._verify(port, locked, guards, lenient=lenient)
@@ -671,12 +676,32 @@ class _Picker:
                 return outcome
             if not request.fallback:
                 raise self._port_in_use(request.port, outcome)
+        # A port can be refused for a reason that passes in microseconds: another process
+        # holds its lock midway through a reservation that may yet fail, or a neighbour's
+        # momentary probe met ours. On a nearly full range, walking each port only once would
+        # then end in NoFreePortError while ports are free, so those get another look or two.
+        again: list[int] = []
         for port in self.walk(exclude=request.port):
             outcome = self.attempt(port, explicit=False)
             if isinstance(outcome, Reservation):
                 self._remember(outcome.port)
                 return outcome
             self.busy += 1
+            if outcome is not _RESERVED:
+                again.append(port)
+        for pause in _WALK_RETRY_PAUSES:
+            if not again:
+                break
+            time.sleep(pause)
+            ports, again = again, []
+            for port in ports:
+                outcome = self.attempt(port, explicit=False)
+                if isinstance(outcome, Reservation):
+                    self.busy -= 1
+                    self._remember(outcome.port)
+                    return outcome
+                if outcome is not _RESERVED:
+                    again.append(port)
         raise NoFreePortError(request.port_range, self.busy)
 
     def block(self, count: int) -> list[Reservation]:
