@@ -8,7 +8,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._errors import LocalportError
 from ._probe import check_proto, normalize_host
@@ -18,7 +18,7 @@ from ._registry import Registry, ReservationInfo, check_lock_dir_argument
 from ._sockdiag import DiagSocket
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 
 #: Order in which holders are listed: whoever serves the port first, leftovers last.
@@ -44,7 +44,8 @@ class Holder:
     :ivar username: the socket owner's login name, if known.
     :ivar uid: the socket owner's uid, if known (``None`` on Windows).
     :ivar local_address: ``(address, port)`` the socket is bound to; ``None`` for a
-        reservation whose guard is off.
+        reservation no socket of which is visible (its guard is off, it is a lease, or it sits
+        in another network namespace).
     :ivar remote_address: the peer of a connected socket, else ``None``.
     :ivar status: ``LISTEN``, ``BOUND`` (bound, not listening), ``ESTABLISHED``,
         ``TIME_WAIT`` and the other TCP states; ``BOUND`` or ``CONNECTED`` for UDP;
@@ -52,6 +53,8 @@ class Holder:
     :ivar proto: ``"tcp"`` or ``"udp"``.
     :ivar family: ``socket.AF_INET`` or ``socket.AF_INET6``; ``None`` for a reservation
         without a socket.
+    :ivar v6only: for an IPv6 socket, whether it is IPv6-only (``False``: a dual-stack
+        ``[::]`` that takes IPv4 too); ``None`` when not an IPv6 socket or not known.
     :ivar started: when the process started (seconds since the epoch), if known.
     :ivar reservation: the localport reservation of this port, when there is one.
     """
@@ -68,6 +71,7 @@ class Holder:
     family: socket.AddressFamily | None
     started: float | None
     reservation: ReservationInfo | None
+    v6only: bool | None = None
 
     @property
     def command(self) -> str:
@@ -120,9 +124,8 @@ def who_holds(
     reservation = _reservation(port, check_lock_dir_argument(lock_dir))
     sockets: list[DiagSocket] = []
     for one in protos:
-        sockets.extend(_sockets(port, one))
-    if wanted_host is not None:
-        sockets = [s for s in sockets if _matters_to(s.local[0], s.family, wanted_host)]
+        keep = None if wanted_host is None else _in_the_way_of(wanted_host, one)
+        sockets.extend(_sockets(port, one, keep=keep))
     hints = [reservation.pid] if reservation is not None else []
     owner_uids = {s.uid for s in sockets if s.uid is not None}
     pids = pids_of_inodes(
@@ -138,10 +141,16 @@ def who_holds(
 def listening(
     *, proto: str = "tcp", lock_dir: str | os.PathLike[str] | None = None
 ) -> list[Holder]:
-    """Every listening local socket (for UDP: every bound one) with its holder, by port.
+    """Every listening TCP socket (for UDP: every bound socket) on this machine, by port.
 
-    The data behind "what is running on my machine": compare the addresses with
-    ``127.0.0.1``/``[::1]`` to see which servers are reachable from the network.
+    The data behind "what is running on my machine". A holder whose address is neither a
+    loopback address nor ``localhost`` listens where other machines can reach it.
+
+    :param proto: ``"tcp"``, ``"udp"`` or ``"both"``. UDP has no listening state: every
+        bound UDP socket is listed, connected ones included.
+    :param lock_dir: the lock directory whose reservations to attach (default as in
+        :func:`localport.reserve`).
+    :returns: one :class:`Holder` per socket, sorted by port.
     """
     protos = _protos(proto)
     directory = check_lock_dir_argument(lock_dir)
@@ -173,38 +182,45 @@ def _reservation(port: int, lock_dir: str | None) -> ReservationInfo | None:
         return None
 
 
-def _sockets(port: int | None, proto: str, *, listening_only: bool = False) -> list[DiagSocket]:
-    """The sockets on *port*: sock_diag on Linux, psutil elsewhere or when netlink fails."""
+_Keep: TypeAlias = "Callable[[DiagSocket], bool] | None"
+
+
+def _sockets(
+    port: int | None, proto: str, *, listening_only: bool = False, keep: _Keep = None
+) -> list[DiagSocket]:
+    """The sockets on *port*: sock_diag on Linux, psutil elsewhere or when netlink fails.
+
+    TCP is asked in phases: listeners, then bound sockets, then connections and TIME_WAIT,
+    each only when the one before found nothing that *keep* accepts. A listening server is
+    so named in well under a millisecond however many connections the machine has, and
+    connections are reported only where they are what holds the port.
+    """
     if sys.platform.startswith("linux"):
         try:
-            found = _sockdiag_sockets(port, proto, listening_only=listening_only)
+            return _sockdiag_sockets(port, proto, listening_only=listening_only, keep=keep)
         except OSError:
             pass  # no netlink here (a sandbox, a kernel without inet_diag): psutil reads /proc
-        else:
-            return found
-    return _psutil_sockets(port, proto, listening_only=listening_only)
+    return _psutil_sockets(port, proto, listening_only=listening_only, keep=keep)
 
 
-def _sockdiag_sockets(port: int | None, proto: str, *, listening_only: bool) -> list[DiagSocket]:
+def _sockdiag_sockets(
+    port: int | None, proto: str, *, listening_only: bool, keep: _Keep
+) -> list[DiagSocket]:
     from ._sockdiag import TCP_PHASES, query
 
-    found: list[DiagSocket] = []
     if proto == "udp":
-        found = query(port, proto)
-    elif listening_only:
-        found = query(port, proto, states=TCP_PHASES[0])
-    else:
-        # Listeners, then bound sockets, then connections and TIME_WAIT: each question only
-        # when the cheaper one found nothing, so a listening server is named in well under a
-        # millisecond however many connections the machine has.
-        for states in TCP_PHASES:
-            found = query(port, proto, states=states)
-            if found:
-                break
-    return list(found)
+        return [s for s in query(port, proto) if keep is None or keep(s)]
+    found: list[DiagSocket] = []
+    for states in TCP_PHASES[:1] if listening_only else TCP_PHASES:
+        found = [s for s in query(port, proto, states=states) if keep is None or keep(s)]
+        if found:
+            break
+    return found
 
 
-def _psutil_sockets(port: int | None, proto: str, *, listening_only: bool) -> list[DiagSocket]:
+def _psutil_sockets(
+    port: int | None, proto: str, *, listening_only: bool, keep: _Keep
+) -> list[DiagSocket]:
     import psutil
 
     try:
@@ -223,29 +239,40 @@ def _psutil_sockets(port: int | None, proto: str, *, listening_only: bool) -> li
         if listening_only and proto == "tcp" and status != "LISTEN":
             continue
         remote = (connection.raddr.ip, connection.raddr.port) if connection.raddr else None
-        found.append(
-            DiagSocket(
-                family=socket.AddressFamily(connection.family),
-                proto=proto,
-                state=status,
-                local=(connection.laddr.ip, connection.laddr.port),
-                remote=remote,
-                uid=None,
-                inode=0,
-                pid=connection.pid,
-            )
+        item = DiagSocket(
+            family=socket.AddressFamily(connection.family),
+            proto=proto,
+            state=status,
+            local=(connection.laddr.ip, connection.laddr.port),
+            remote=remote,
+            uid=None,
+            inode=0,
+            pid=connection.pid,
         )
+        if keep is None or keep(item):
+            found.append(item)
+    if proto == "tcp":
+        # The same answer as the phased sock_diag path: connections and TIME_WAIT count only
+        # where nothing listens on or is bound to the port.
+        serving = [s for s in found if s.state in ("LISTEN", "BOUND")]
+        return serving or found
     return found
 
 
-def _matters_to(address: str, family: socket.AddressFamily, host: str) -> bool:
-    """Whether a socket bound to *address* stands in the way of a server on *host*."""
-    if address in ("0.0.0.0", "::") or host in ("0.0.0.0", "::"):
-        return True
-    loopback = {"127.0.0.1", "::1", "localhost"}
-    if host in loopback:
-        return address in ("127.0.0.1", "::1") or address.startswith("127.")
-    return address == host
+def _in_the_way_of(host: str, proto: str) -> Callable[[DiagSocket], bool]:
+    """A test for sockets that would make a plain ``bind()`` for *host* fail, or that answer
+    clients of *host* (a ``[::1]`` listener answers "localhost" as well as 127.0.0.1 does)."""
+    from ._probe import plan_for
+
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    plan = plan_for(host, kind)
+    endpoints = {(e.family, e.address, e.v6only) for e in (plan.cheap, *plan.probes)}
+
+    def keep(item: DiagSocket) -> bool:
+        family, address = _unmapped(item.family, item.local[0])
+        return any(_conflicts((family, address, item.v6only), end) for end in endpoints)
+
+    return keep
 
 
 def _holders_of(
@@ -292,6 +319,7 @@ def _holders_of(
                 family=item.family,
                 started=info.started if info else None,
                 reservation=reservation if own or status == "RESERVED" else None,
+                v6only=item.v6only if item.family == socket.AF_INET6 else None,
             )
         )
     if (
@@ -387,15 +415,23 @@ def _where(holder: Holder, host: str | None) -> str:
     verb = {
         "LISTEN": "listening on",
         "BOUND": "bound (not listening) to",
-        "ESTABLISHED": "connected from",
-        "CONNECTED": "connected from",
+        "ESTABLISHED": "connected on",
+        "CONNECTED": "connected on",
     }.get(holder.status, f"{holder.status} on")
     text = f"{verb} {address}"
     if holder.status == "ESTABLISHED" and holder.remote_address is not None:
         remote_host, remote_port = holder.remote_address
         remote = f"[{remote_host}]" if ":" in remote_host else remote_host
-        text = f"using it as the source port of a connection to {remote}:{remote_port}"
-    elif holder.family == socket.AF_INET6 and holder.local_address[0] in ("::1", "::"):
+        text = f"using it for a connection with {remote}:{remote_port}"
+    elif (
+        holder.family == socket.AF_INET6
+        and holder.v6only
+        and holder.local_address[0]
+        in (
+            "::1",
+            "::",
+        )
+    ):
         ipv4_consumer = host is None or ":" not in host
         if ipv4_consumer:
             text += (
@@ -408,6 +444,8 @@ def _where(holder: Holder, host: str | None) -> str:
 def _advice(holder: Holder) -> str:
     if holder.status == "ESTABLISHED":
         return "; it frees when that connection closes, or call reserve() without a port"
+    if holder.pid == os.getpid():
+        return "; close that socket first, or call reserve() without a port"
     if holder.pid is None:
         return "; call reserve() without a port to get a free one"
     return f"; stop it with `kill {holder.pid}` or call reserve() without a port"
@@ -443,22 +481,20 @@ def bound_in_the_way(port: int, host: str, protos: Sequence[str]) -> bool:
 
     Asked of sock_diag, so nothing is bound to find out: a momentary probe bind could make a
     concurrent ``reserve()`` of this port fail. Every state counts (``TIME_WAIT`` too, as it
-    does for a plain bind), and a socket on ``[::]`` counts against IPv4 as well, since
-    sock_diag does not say whether it is IPv6-only.
+    does for a plain bind).
 
-    :raises OSError: where sock_diag cannot answer; the caller probes instead.
+    :raises OSError: where sock_diag cannot answer fully (no netlink, or a kernel that does
+        not list bound-but-not-listening TCP sockets); the caller probes instead.
     """
-    from ._probe import plan_for
-    from ._sockdiag import query
+    from ._sockdiag import lists_bound_sockets, query
 
+    if "tcp" in protos and not lists_bound_sockets():
+        msg = "this kernel's sock_diag does not list bound TCP sockets"
+        raise OSError(msg)
     for proto in protos:
-        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-        plan = plan_for(host, kind)
-        endpoints = {(e.family, e.address, e.v6only) for e in (plan.cheap, *plan.probes)}
-        for found in query(port, proto):
-            family, address = _unmapped(found.family, found.local[0])
-            if any(_conflicts(family, address, *endpoint) for endpoint in endpoints):
-                return True
+        keep = _in_the_way_of(host, proto)
+        if any(keep(found) for found in query(port, proto)):
+            return True
     return False
 
 
@@ -469,16 +505,19 @@ def _unmapped(family: socket.AddressFamily, address: str) -> tuple[socket.Addres
     return family, address
 
 
-def _conflicts(
-    family: socket.AddressFamily,
-    address: str,
-    wanted_family: socket.AddressFamily,
-    wanted: str,
-    v6only: bool,
-) -> bool:
+_Place: TypeAlias = "tuple[socket.AddressFamily, str, bool | None]"
+
+
+def _conflicts(existing: _Place, wanted_place: _Place) -> bool:
+    """Whether a socket at *existing* collides with a bind at *wanted_place* (Linux's rules).
+
+    Each is ``(family, address, v6only)``.
+    """
+    family, address, socket_v6only = existing
+    wanted_family, wanted, wanted_v6only = wanted_place
     wildcard = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
     if family == wanted_family:
         return address in (wanted, wildcard[family]) or wanted == wildcard[family]
     if family == socket.AF_INET6 and address == "::":
-        return True  # maybe dual-stack: it would collide with any IPv4 bind
-    return wanted_family == socket.AF_INET6 and wanted == "::" and not v6only
+        return socket_v6only is not True  # a dual-stack [::] takes every IPv4 address too
+    return wanted_family == socket.AF_INET6 and wanted == "::" and not wanted_v6only

@@ -59,28 +59,30 @@ def pids_of_inodes(
 
 
 def _scan_order(hints: Iterable[int], uid: int | None) -> Iterable[int]:
+    """PIDs in the order to search them: hints, then the socket owner's processes, then the
+    rest; within each, small descriptor tables first.
+
+    One process with thousands of connections would otherwise be read through on every call
+    (16,000 ``readlink`` calls: about 50 ms) before the server behind the port. ``stat`` of
+    ``/proc/PID/fd`` gives the owner and, on Linux 6.2 and later, the number of descriptors;
+    where that number is 0 (older kernels), the newest process comes first, as the holder of
+    a contested port is most often a recently started server.
+    """
     yield from hints
     try:
-        entries = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
         return
-    # Newest first: the holder of a contested port is most often a recently started server.
-    entries.sort(reverse=True)
-    if uid is not None:
-        others = []
-        for pid in entries:
-            try:
-                owner = os.stat(f"/proc/{pid}").st_uid
-            except OSError:
-                continue
-            if owner == uid:
-                yield pid
-            else:
-                others.append(pid)
-        entries = others
     own = os.getpid()
-    yield from (pid for pid in entries if pid != own)
-    yield own
+    ranked = []
+    for pid in pids:
+        try:
+            info = os.stat(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone, or another user's process we may not look into
+        ranked.append((info.st_uid != uid, pid == own, info.st_size, -pid, pid))
+    ranked.sort()
+    yield from (entry[-1] for entry in ranked)
 
 
 def _scan(pid: int, wanted: dict[str, int], found: dict[int, int]) -> None:

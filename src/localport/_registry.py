@@ -336,13 +336,14 @@ class Registry:
     def reservation_at(self, port: int) -> ReservationInfo | None:
         """The live reservation (or lease) of *port*, read without taking any lock."""
         now = time.time()
-        if not self.is_reserved(port, now):
-            return None
-        path = self.lock_path(port)
+        # The record first: only a port whose record describes a live holder or lease is
+        # worth reading /proc/locks for, which grows with every lock on the machine.
         record = self.read_metadata(port)
         if record is None or (record.get("released") is not None and not lease_live(record, now)):
-            return None  # locked, but its holder has not described itself yet
-        return _info_from_record(port, record, path)
+            return None  # never used, released, or locked by a holder not yet described
+        if not self.is_reserved(port, now):
+            return None
+        return _info_from_record(port, record, self.lock_path(port))
 
     def live(self) -> list[ReservationInfo]:
         """Every live reservation (and live lease) in this directory."""

@@ -3,8 +3,9 @@
 ``/proc/net/tcp`` costs about 5 ms a read (the kernel walks its whole hash table) and does not
 list sockets that are bound but not listening. A ``SOCK_DIAG_BY_FAMILY`` netlink dump with a
 bytecode filter on the source port is answered from the kernel's own tables in well under a
-millisecond, and since kernel 6.5 it can include bound-but-inactive TCP sockets (the
-``TCP_BOUND_INACTIVE`` pseudo-state), localport's guards among them.
+millisecond, and recent kernels include bound-but-inactive TCP sockets in it (the
+``TCP_BOUND_INACTIVE`` pseudo-state; :func:`lists_bound_sockets` checks), localport's guards
+among them.
 
 Each answer gives the socket's state, local and remote address, owner uid and inode; which
 process holds the inode is another question (:mod:`localport._processes`).
@@ -13,6 +14,7 @@ process holds the inode is another question (:mod:`localport._processes`).
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import struct
@@ -25,6 +27,7 @@ _NLM_F_DUMP = 0x300
 _NLMSG_ERROR = 2
 _NLMSG_DONE = 3
 _INET_DIAG_REQ_BYTECODE = 1
+_INET_DIAG_SKV6ONLY = 11  # a u8 attribute the kernel adds for every IPv6 socket
 _INET_DIAG_BC_S_GE = 2
 _INET_DIAG_BC_S_LE = 3
 
@@ -46,10 +49,11 @@ TCP_STATES = {
 }
 LISTEN = 10
 _BOUND_INACTIVE = 13
-#: The three TCP questions, cheapest first. Listeners live in the small listening hash;
-#: bound-inactive sockets in the bind hash; everything else (connections, TIME_WAIT) in the
-#: established hash, which the kernel walks whole: 262,144 buckets, milliseconds on a busy
-#: machine. Callers ask the next question only when the cheaper one found nothing.
+#: The three TCP questions, in the order to ask them. Listeners live in the small listening
+#: hash (tens of microseconds). Bound-inactive sockets are found by walking the bind hash,
+#: which also holds every TIME_WAIT leftover, and everything else (connections, TIME_WAIT) by
+#: walking the whole established hash (262,144 buckets): both cost milliseconds on a busy
+#: machine. Callers ask the next question only when the one before found nothing.
 TCP_PHASES = (
     1 << LISTEN,
     1 << _BOUND_INACTIVE,
@@ -80,6 +84,8 @@ class DiagSocket:
     inode: int
     #: Known up front on the psutil path; on Linux found from the inode later.
     pid: int | None = None
+    #: For IPv6 sockets: whether IPV6_V6ONLY is set (``None`` when not reported).
+    v6only: bool | None = None
 
 
 def _port_filter(port: int) -> bytes:
@@ -140,7 +146,8 @@ def _dump(
                 (code,) = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)
                 raise OSError(-code, os.strerror(-code))
             if kind == _SOCK_DIAG_BY_FAMILY:
-                fields = _MESSAGE.unpack_from(data, offset + _NLMSGHDR.size)
+                body = offset + _NLMSGHDR.size
+                fields = _MESSAGE.unpack_from(data, body)
                 msg_family, state, sport, dport, src, dst = fields[0], fields[1], *fields[4:8]
                 uid, inode = fields[-2], fields[-1]
                 remote_port = int.from_bytes(dport, "big")
@@ -155,9 +162,22 @@ def _dump(
                         remote=(remote_host, remote_port) if connected else None,
                         uid=uid,
                         inode=inode,
+                        v6only=_v6only(data, body + _MESSAGE.size, offset + length),
                     )
                 )
             offset += (length + 3) & ~3
+
+
+def _v6only(data: bytes, start: int, end: int) -> bool | None:
+    """The INET_DIAG_SKV6ONLY attribute among those following a message, if present."""
+    while start + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(data, start)
+        if length < _RTATTR.size:
+            return None
+        if kind == _INET_DIAG_SKV6ONLY and length > _RTATTR.size:
+            return bool(data[start + _RTATTR.size])
+        start += (length + 3) & ~3
+    return None
 
 
 def _state_name(proto: str, state: int, *, connected: bool) -> str:
@@ -192,5 +212,18 @@ def query(port: int | None, proto: str, *, states: int = _ALL_STATES) -> list[Di
     return found
 
 
-def available() -> bool:
-    return hasattr(socket, "AF_NETLINK")
+@functools.cache
+def lists_bound_sockets() -> bool:
+    """Whether this kernel's sock_diag lists TCP sockets that are bound but not listening.
+
+    Only recent kernels dump them (the ``TCP_BOUND_INACTIVE`` pseudo-state). Asked once per
+    process, by binding a socket on a port the kernel picks and looking for it.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        try:
+            found = query(port, "tcp", states=TCP_PHASES[1])
+        except OSError:
+            return False
+        return any(item.inode for item in found)
