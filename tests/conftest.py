@@ -15,9 +15,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-# Tests that need fixed port numbers use 24000-24999: outside localport's default range
-# (49152-65535, where every other test picks) and below the kernel's default ephemeral range
-# (32768-60999), so neither other xdist workers nor outgoing connections ever touch them.
+pytest_plugins = ["pytester"]
+
+# Tests that need fixed port numbers, or a range of their own, use 24000-26999: outside
+# localport's default range (49152-65535, where every other test picks) and below the
+# kernel's default ephemeral range (32768-60999), so neither other xdist workers nor outgoing
+# connections ever touch them. Each test (and each variant of one) has its own numbers: tests
+# have separate lock directories, which coordinate only through the kernel.
 
 
 @pytest.fixture(autouse=True)

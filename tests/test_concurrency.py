@@ -21,6 +21,31 @@ from localport import PortInUseError, reserve
 
 guard_modes = pytest.mark.parametrize("guard", [True, False], ids=["guard", "lock-only"])
 
+# Every test here has a port range of its own (tests/conftest.py explains the 24000-26999
+# plan). Each test has its own lock directory, and processes with different lock directories
+# coordinate only through the kernel: a reservation without a guard is invisible to them. A
+# test that shared the default range with tests running beside it under xdist could see its
+# port taken by one of them, by design, and that would say nothing about localport.
+RANGES = {
+    ("sixteen", True): (25000, 25499),
+    ("sixteen", False): (25500, 25999),
+    ("noise", False): (26000, 26499),
+    ("thread-release", True): (26500, 26509),
+    ("thread-release", False): (26510, 26519),
+    ("fork", True): (26520, 26529),
+    ("fork", False): (26530, 26539),
+    ("sigkill", True): (26540, 26549),
+    ("sigkill", False): (26550, 26559),
+    ("gc", True): (26560, 26569),
+    ("gc", False): (26570, 26579),
+}
+
+
+def _range_env(test: str, guard: bool) -> dict[str, str]:
+    low, high = RANGES[test, guard]
+    return {"LOCALPORT_RANGE": f"{low}-{high}"}
+
+
 # Each picker reserves a port, waits 0-20 ms, then binds it plainly, COUNT times, while its
 # siblings do the same. It reports the ports and any failed bind, then holds everything until
 # the parent closes its stdin, so that every port is held by one process at the same time.
@@ -133,7 +158,7 @@ def _assert_no_port_twice(results: list[dict[str, Any]], expected: int) -> None:
 
 @guard_modes
 def test_sixteen_processes_never_share_a_port(spawn: Any, guard: bool) -> None:
-    results = _run_pickers(spawn, 16, 20, guard=guard)
+    results = _run_pickers(spawn, 16, 20, guard=guard, env=_range_env("sixteen", guard))
     _assert_no_port_twice(results, 16 * 20)
 
 
@@ -161,7 +186,7 @@ def _kernel_range() -> tuple[int, int]:
 
 @guard_modes
 def test_outgoing_connection_noise_never_takes_a_reserved_port(spawn: Any, guard: bool) -> None:
-    env = {}
+    env = {} if guard else _range_env("noise", guard)
     if guard:
         # Pick inside the kernel's ephemeral range, where the noise's connections get their
         # source ports: only the guard keeps them off a port between reserve and bind.
@@ -170,8 +195,8 @@ def test_outgoing_connection_noise_never_takes_a_reserved_port(spawn: Any, guard
         if low >= high:
             pytest.skip("the kernel's ephemeral range does not overlap 49152-65535")
         env["LOCALPORT_RANGE"] = f"{low}-{high}"
-    # Without a guard, only the range policy protects: the default range puts picks outside
-    # the kernel's ephemeral range first.
+    # Without a guard, only the range policy protects: its range lies outside the kernel's
+    # ephemeral range, where the noise's connections never get their source ports.
     noise = [spawn(NOISE) for _ in range(3)]
     for source in noise:
         assert source.read() == "ready"
@@ -217,7 +242,7 @@ def test_sixteen_threads_get_distinct_ports(guard: bool) -> None:
 
 @guard_modes
 def test_a_release_from_another_thread_frees_the_port(guard: bool) -> None:
-    reservation = reserve(guard=guard)
+    reservation = reserve(guard=guard, port_range=RANGES["thread-release", guard])
     thread = threading.Thread(target=reservation.release)
     thread.start()
     thread.join(10)
@@ -238,7 +263,7 @@ PROBE_RESERVED = """
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 @guard_modes
 def test_a_forked_child_cannot_release_its_parents_reservation(spawn: Any, guard: bool) -> None:
-    reservation = reserve(guard=guard)
+    reservation = reserve(guard=guard, port_range=RANGES["fork", guard])
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: try to release, report, and leave without running atexit
@@ -271,6 +296,7 @@ def test_a_holder_killed_with_sigkill_frees_its_port_at_once(spawn: Any, guard: 
         sys.stdin.read()
         """,
         "1" if guard else "0",
+        env=_range_env("sigkill", guard),
     )
     port = holder.read()
     with pytest.raises(PortInUseError):
@@ -292,6 +318,7 @@ def test_a_reservation_dropped_by_garbage_collection_stays_held(spawn: Any, guar
         sys.stdin.read()
         """,
         "1" if guard else "0",
+        env=_range_env("gc", guard),
     )
     port = holder.read()
     gc.collect()

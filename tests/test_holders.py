@@ -83,7 +83,7 @@ def test_a_bound_but_not_listening_socket_is_found(spawn: Any) -> None:
 
 
 def test_a_port_nobody_holds_has_no_holders() -> None:
-    with localport.reserve() as reservation:
+    with localport.reserve(port_range=(24540, 24549)) as reservation:
         port = reservation.port
     assert who_holds(port) == []
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import tempfile
 import threading
@@ -24,12 +23,16 @@ needs_root = pytest.mark.skipif(
 NOBODY = 65534
 
 
-def unused_port() -> int:
-    """A port nothing was bound to a moment ago (the test then holds it through localport)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+# Fixed ports of these tests' own (see tests/conftest.py): a port picked with bind(0) lies in
+# the kernel's ephemeral range, where other tests' outgoing connections may take it between
+# one reserve() of the loops below and the next.
+READER_PORTS = {
+    ("thread", "reservations"): 26600,
+    ("thread", "is_free"): 26601,
+    ("process", "reservations"): 26602,
+    ("process", "is_free"): 26603,
+}
+PLANTED_PORT = 26604
 
 
 def mode_of(path: str | os.PathLike[str]) -> int:
@@ -231,7 +234,7 @@ def test_a_planted_lock_file_symlink_never_leads_to_a_write_outside_the_lock_dir
 ) -> None:
     victim = tmp_path / "victim"
     content, mtime = make_victim(victim)
-    port = unused_port()
+    port = PLANTED_PORT
     planted = lock_dir / f"port-{port}.lock"
     planted.symlink_to(victim)
 
@@ -320,7 +323,7 @@ def _reserve_and_release_repeatedly(port: int) -> None:
 def test_reading_the_registry_in_a_thread_never_makes_a_concurrent_reserve_fail(
     what: str,
 ) -> None:
-    port = unused_port()
+    port = READER_PORTS["thread", what]
     stop = threading.Event()
     reading = threading.Event()
     errors: list[BaseException] = []
@@ -377,7 +380,7 @@ while not eof.is_set():
 def test_reading_the_registry_in_another_process_never_makes_a_concurrent_reserve_fail(
     spawn: Any, what: str
 ) -> None:
-    port = unused_port()
+    port = READER_PORTS["process", what]
     child = spawn(READER, str(port), what)
     assert child.read() == {"reading": True}
     try:

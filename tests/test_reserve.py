@@ -74,7 +74,9 @@ def test_an_ipv6_url_has_brackets() -> None:
 
 
 def test_release_is_idempotent_and_frees_the_port() -> None:
-    reservation = reserve()
+    # A range of its own: in the default range a test running beside this one could take
+    # the port between the release and the second reserve (see tests/conftest.py).
+    reservation = reserve(port_range=(24520, 24529))
     port = reservation.port
     reservation.release()
     reservation.release()
@@ -314,7 +316,7 @@ def test_an_exhausted_range_raises_quickly_without_leaking_descriptors() -> None
 
 
 def test_is_free_sees_reservations_and_listeners() -> None:
-    with reserve() as reservation:
+    with reserve(port_range=(24530, 24539)) as reservation:
         assert not localport.is_free(reservation.port)
     assert localport.is_free(reservation.port)
     with _listener() as holder:
