@@ -359,7 +359,13 @@ def _name_of(uid: int | None) -> str | None:
 # -- explaining ----------------------------------------------------------------------------------
 
 
-def explain(port: int, holders: Sequence[Holder], *, host: str | None = None) -> str:
+def explain(
+    port: int,
+    holders: Sequence[Holder],
+    *,
+    host: str | None = None,
+    instead: str = "call reserve() without a port",
+) -> str:
     """What follows "port N is in use": who holds it and what to do, in one sentence.
 
     Special cases get their own sentence: TIME_WAIT leftovers only, another user's process
@@ -378,14 +384,14 @@ def explain(port: int, holders: Sequence[Holder], *, host: str | None = None) ->
         )
     first = live[0]
     if first.status == "RESERVED" and first.reservation is not None:
-        return _explain_reservation(first)
+        return _explain_reservation(first, instead)
     text = f"by {_who(first)}"
     where = _where(first, host)
     if where:
         text += f", {where}"
     if first.started is not None and first.pid is not None:
         text += time.strftime(" since %H:%M", time.localtime(first.started))
-    text += _advice(first)
+    text += _advice(first, instead)
     others = len({h.pid for h in live if h.pid != first.pid})
     if others:
         text += f" ({others} other process{'es' if others > 1 else ''} hold it too)"
@@ -441,17 +447,17 @@ def _where(holder: Holder, host: str | None) -> str:
     return text
 
 
-def _advice(holder: Holder) -> str:
+def _advice(holder: Holder, instead: str) -> str:
     if holder.status == "ESTABLISHED":
-        return "; it frees when that connection closes, or call reserve() without a port"
+        return f"; it frees when that connection closes, or {instead}"
     if holder.pid == os.getpid():
-        return "; close that socket first, or call reserve() without a port"
+        return f"; close that socket first, or {instead}"
     if holder.pid is None:
-        return "; call reserve() without a port to get a free one"
-    return f"; stop it with `kill {holder.pid}` or call reserve() without a port"
+        return f"; {instead} to get a free one"
+    return f"; stop it with `kill {holder.pid}` or {instead}"
 
 
-def _explain_reservation(holder: Holder) -> str:
+def _explain_reservation(holder: Holder, instead: str) -> str:
     assert holder.reservation is not None
     info = holder.reservation
     named = f"name {info.name!r}, " if info.name else ""
@@ -460,10 +466,10 @@ def _explain_reservation(holder: Holder) -> str:
         who += f", {_short(holder.command)}"
     if info.lease_until is not None:
         until = time.strftime("%H:%M:%S", time.localtime(info.lease_until))
-        return f"(leased by localport until {until}: {who}); call reserve() without a port"
+        return f"(leased by localport until {until}: {who}); {instead}"
     return (
         f"(reserved by localport: {who}) but nothing listens on it yet; release that "
-        "reservation or call reserve() without a port"
+        f"reservation or {instead}"
     )
 
 
