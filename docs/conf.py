@@ -48,7 +48,17 @@ nitpick_ignore = [
 # Every example runs against a fresh private lock directory, never the reader's real one.
 doctest_global_setup = """
 import os as _os
+import socket as _socket
+import sys as _sys
 import tempfile as _tempfile
+
+# For `:skipif:` on examples that need an IPv6 loopback address.
+try:
+    with _socket.socket(_socket.AF_INET6) as _probe:
+        _probe.bind(("::1", 0))
+    _ipv6 = True
+except OSError:
+    _ipv6 = False
 
 _docs_lock_dir = _tempfile.mkdtemp(prefix="localport-docs-")
 _os.chmod(_docs_lock_dir, 0o700)

@@ -1,0 +1,703 @@
+"""Benchmark ``localport.who_holds()`` against lsof, ss, fuser and psutil (Linux).
+
+The question each method answers: which PID listens on this TCP port? Run it from the
+repository root with the project's virtualenv::
+
+    .venv/bin/python benchmarks/bench_holders.py              # full run, a few minutes
+    .venv/bin/python benchmarks/bench_holders.py --quick      # smoke run, under a minute
+    .venv/bin/python benchmarks/bench_holders.py --runs 50    # 50 runs of every method
+    .venv/bin/python benchmarks/bench_holders.py --profile    # + cProfile of who_holds()
+
+Options: ``--runs N`` (runs of every method; default 30 for the subprocess tools and 200 for
+the in-process methods, 10 and 50 with ``--quick``), ``--crowd-sockets N`` (sockets the crowd
+helper holds; default 16000, 2000 with ``--quick``), ``--quick`` and ``--profile`` (after
+each table, the 15 costliest functions of 50 ``who_holds()`` calls, by cumulative time).
+Run it as root to see what root sees; as another user, lsof, ss and psutil only see that
+user's processes, as does ``who_holds()``. Only 127.0.0.1 is ever bound or connected to.
+
+The machine facts come first (Python, kernel, CPU count, TCP sockets on the machine counted
+from ``/proc/net/tcp`` and ``/proc/net/tcp6``, TIME_WAIT among them, processes, tool versions),
+then one table per scenario:
+
+1. quiet: a target process (this script run with ``--child target``: a separate Python
+   process) listens on a free 127.0.0.1 port, the port it reports first on stdout as JSON,
+   and holds 200 more sockets of its own: 100 listeners on other free 127.0.0.1 ports and 50
+   connected pairs (client and accepted end, both its own) to the first of them.
+2. crowd: the same target, plus a helper process started after it (``--child crowd``) that
+   holds ~16,000 more loopback sockets: one listener and 8,000 connections to it, both ends
+   held by the helper. The helper raises its ``RLIMIT_NOFILE`` soft limit to the hard limit
+   and holds fewer pairs, with a printed note, when the limit (or the machine) allows fewer.
+
+Methods, each timed from the call to the parsed set of PIDs:
+
+- ``who_holds()``: ``localport.who_holds(port)`` in this process; the PIDs of its holders.
+- ``lsof``: ``lsof -nP -iTCP:PORT -sTCP:LISTEN -t`` (a subprocess); one PID a line.
+- ``ss -ltnp``: ``ss -ltnpH "sport = :PORT"`` (a subprocess); every ``pid=N`` in its output.
+- ``fuser``: ``fuser PORT/tcp`` (a subprocess); the PIDs on its stdout.
+- ``psutil``: ``psutil.net_connections(kind="tcp")`` in this process, filtered on
+  ``laddr.port == PORT`` and status ``LISTEN``; the connections' PIDs.
+
+Every method is called once before its timed runs (``who_holds()`` is warm: its imports and
+caches are done), then N times in a row. A tool whose binary (or psutil) is missing is
+skipped with a note. Columns:
+
+- method: as above.
+- median ms: the median wall time of one run, in milliseconds.
+- p95 ms: the 95th percentile (nearest rank) of the same runs.
+- right PID: runs whose answer contained the target's PID, out of all runs.
+- who_holds speed-up: this method's median divided by ``who_holds()``'s median in the same
+  scenario (``2.0x``: who_holds is twice as fast as this method).
+
+After the tables, the goal lines, each PASS or FAIL with its numbers: ``who_holds()`` median
+under 2.5 ms in quiet and under 5 ms in crowd; the right PID in every run of both; and at least
+5 times faster than ``ss -ltnp`` in each scenario. Every process the script starts is ended by
+PID at the end (stdin closed, SIGTERM, wait, SIGKILL if needed), also on Ctrl-C or an error;
+the children also exit when their stdin reaches end of file, that is when this script dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import json
+import math
+import os
+import platform
+import pstats
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import FrameType
+
+LOOPBACK = "127.0.0.1"
+TARGET_LISTENERS = 100
+TARGET_PAIRS = 50
+CROWD_SOCKETS = 16_000
+QUICK_CROWD_SOCKETS = 2_000
+RUNS_SUBPROCESS = 30
+RUNS_IN_PROCESS = 200
+QUICK_RUNS_SUBPROCESS = 10
+QUICK_RUNS_IN_PROCESS = 50
+PROFILE_CALLS = 50
+SPARE_DESCRIPTORS = 64  # stdin/stdout/stderr, Python's own files, some slack
+CHILD_START_TIMEOUT = 120.0
+TOOL_TIMEOUT = 60.0
+GOAL_QUIET_MS = 2.5
+GOAL_CROWD_MS = 5.0
+GOAL_SPEEDUP_OVER_SS = 5.0
+_PID_IN_SS = re.compile(r"pid=(\d+)")
+_NUMBER = re.compile(r"\d+")
+_TIME_WAIT = "06"  # the st column of /proc/net/tcp
+
+
+# -- the child processes ---------------------------------------------------------------------
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler: leave through ``finally`` blocks, so every socket gets closed."""
+    raise SystemExit(128 + signum)
+
+
+def _listener() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((LOOPBACK, 0))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _connect_pairs(server: socket.socket, count: int, into: list[socket.socket]) -> str:
+    """Open *count* connections to *server*, keeping both ends in *into*; a note if fewer."""
+    address = server.getsockname()
+    server.settimeout(10.0)
+    for made in range(count):
+        client: socket.socket | None = None
+        try:
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.connect(address)
+            accepted, _ = server.accept()
+        except OSError as error:
+            if client is not None:
+                client.close()
+            return f"stopped after {made} of {count} connections: {error}"
+        into.extend((client, accepted))
+    return ""
+
+
+def _wait_for_parent() -> None:
+    """Block until the parent closes our stdin (or dies, which closes it too)."""
+    sys.stdin.buffer.read()
+
+
+def _report(data: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def serve_target(listeners: int, pairs: int) -> None:
+    """The target: one listener (reported first), *listeners* more and *pairs* connections."""
+    sockets: list[socket.socket] = []
+    try:
+        main = _listener()
+        sockets.append(main)
+        extra = [_listener() for _ in range(listeners)]
+        sockets.extend(extra)
+        note = ""
+        if pairs:
+            server = extra[0] if extra else _listener()
+            if not extra:
+                sockets.append(server)
+            note = _connect_pairs(server, pairs, sockets)
+        _report(
+            {
+                "port": main.getsockname()[1],
+                "pid": os.getpid(),
+                "sockets": len(sockets),
+                "note": note,
+            }
+        )
+        _wait_for_parent()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _raise_nofile() -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (or as far as it goes)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft, hard
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def serve_crowd(wanted_sockets: int) -> None:
+    """The crowd: one listener and connections to it, both ends held here."""
+    soft, hard = _raise_nofile()
+    wanted_pairs = max(0, wanted_sockets // 2)
+    pairs = wanted_pairs
+    notes = []
+    if soft != resource.RLIM_INFINITY and 2 * pairs + 1 + SPARE_DESCRIPTORS > soft:
+        pairs = max(0, (soft - 1 - SPARE_DESCRIPTORS) // 2)
+        notes.append(
+            f"RLIMIT_NOFILE is {soft} (hard {hard}): {pairs} connections instead of {wanted_pairs}"
+        )
+    sockets: list[socket.socket] = []
+    try:
+        server = _listener()
+        sockets.append(server)
+        note = _connect_pairs(server, pairs, sockets)
+        if note:
+            notes.append(note)
+        _report(
+            {
+                "port": server.getsockname()[1],
+                "pid": os.getpid(),
+                "sockets": len(sockets),
+                "note": "; ".join(notes),
+                "nofile": [soft, hard],
+            }
+        )
+        _wait_for_parent()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass(frozen=True)
+class ChildReport:
+    port: int
+    pid: int
+    sockets: int
+    note: str
+
+
+class Child:
+    """A child process of this script, ended by its PID in :meth:`stop`."""
+
+    def __init__(self, name: str, arguments: Sequence[str]) -> None:
+        self.name = name
+        command = [sys.executable, os.path.abspath(__file__), "--child", *arguments]
+        # A session of its own: Ctrl-C reaches only this script, which then ends the child.
+        self.process: subprocess.Popen[bytes] = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def read_report(self, timeout: float = CHILD_START_TIMEOUT) -> ChildReport:
+        stdout = self.process.stdout
+        assert stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                msg = f"the {self.name} process (PID {self.pid}) did not report in {timeout} s"
+                raise RuntimeError(msg)
+        line = stdout.readline()
+        if not line:
+            code = self.process.wait()
+            msg = f"the {self.name} process (PID {self.pid}) exited with {code} before reporting"
+            raise RuntimeError(msg)
+        data = json.loads(line)
+        return ChildReport(
+            port=int(data["port"]),
+            pid=int(data["pid"]),
+            sockets=int(data["sockets"]),
+            note=str(data.get("note") or ""),
+        )
+
+    def stop(self) -> None:
+        """Close its stdin (it exits on EOF), SIGTERM it by PID, wait, SIGKILL if it lingers."""
+        process = self.process
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+# -- the methods ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    in_process: bool
+    find: Callable[[int], set[int]] | None  # port -> PIDs; None when the method is missing
+    note: str = ""
+
+
+def _run_tool(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TOOL_TIMEOUT,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+
+
+def _who_holds_method() -> Method:
+    import localport
+
+    def find(port: int) -> set[int]:
+        return {h.pid for h in localport.who_holds(port) if h.pid is not None}
+
+    return Method("who_holds()", in_process=True, find=find)
+
+
+def _lsof_method() -> Method:
+    binary = shutil.which("lsof")
+    if binary is None:
+        return Method("lsof", in_process=False, find=None, note="lsof not found on PATH")
+
+    def find(port: int) -> set[int]:
+        result = _run_tool([binary, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-t"])
+        return {int(n) for n in _NUMBER.findall(result.stdout)}
+
+    return Method("lsof", in_process=False, find=find)
+
+
+def _ss_method() -> Method:
+    binary = shutil.which("ss")
+    if binary is None:
+        return Method("ss -ltnp", in_process=False, find=None, note="ss not found on PATH")
+
+    def find(port: int) -> set[int]:
+        result = _run_tool([binary, "-ltnpH", f"sport = :{port}"])
+        return {int(n) for n in _PID_IN_SS.findall(result.stdout)}
+
+    return Method("ss -ltnp", in_process=False, find=find)
+
+
+def _fuser_method() -> Method:
+    binary = shutil.which("fuser")
+    if binary is None:
+        return Method("fuser", in_process=False, find=None, note="fuser not found on PATH")
+
+    def find(port: int) -> set[int]:
+        # fuser writes "PORT/tcp:" to stderr and only the PIDs to stdout.
+        result = _run_tool([binary, f"{port}/tcp"])
+        return {int(n) for n in _NUMBER.findall(result.stdout)}
+
+    return Method("fuser", in_process=False, find=find)
+
+
+def _psutil_method() -> Method:
+    try:
+        import psutil
+    except ImportError as error:
+        return Method("psutil", in_process=True, find=None, note=f"psutil: {error}")
+
+    def find(port: int) -> set[int]:
+        return {
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+        }
+
+    return Method("psutil", in_process=True, find=find)
+
+
+def methods() -> list[Method]:
+    return [_who_holds_method(), _lsof_method(), _ss_method(), _fuser_method(), _psutil_method()]
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    method: Method
+    times: tuple[float, ...]  # seconds
+    right: int
+    error: str = ""
+
+    @property
+    def runs(self) -> int:
+        return len(self.times)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times) * 1000 if self.times else math.nan
+
+    @property
+    def p95_ms(self) -> float:
+        if not self.times:
+            return math.nan
+        ordered = sorted(self.times)
+        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] * 1000
+
+
+def measure(method: Method, port: int, pid: int, runs: int) -> Result:
+    find = method.find
+    if find is None:
+        return Result(method, (), 0)
+    times: list[float] = []
+    right = 0
+    error = ""
+    try:
+        find(port)  # warm-up, not counted
+    except (OSError, subprocess.SubprocessError) as failure:
+        error = f"{type(failure).__name__}: {failure}"
+    clock = time.perf_counter
+    for _ in range(runs):
+        start = clock()
+        try:
+            found = find(port)
+        except (OSError, subprocess.SubprocessError) as failure:
+            found = set()
+            error = error or f"{type(failure).__name__}: {failure}"
+        times.append(clock() - start)
+        right += pid in found
+    return Result(method, tuple(times), right, error)
+
+
+def profile_who_holds(port: int, calls: int = PROFILE_CALLS) -> None:
+    import localport
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        localport.who_holds(port)
+    profiler.disable()
+    print(f"\ncProfile of {calls} who_holds({port}) calls, by cumulative time:\n")
+    print("```")
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    stats.strip_dirs().sort_stats(pstats.SortKey.CUMULATIVE).print_stats(15)
+    print("```")
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def _ms(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _speedup(ratio: float) -> str:
+    return "-" if math.isnan(ratio) else f"{ratio:.1f}x"
+
+
+def print_table(results: Sequence[Result]) -> None:
+    reference = results[0].median_ms  # who_holds() comes first
+    print("| method | median ms | p95 ms | right PID | who_holds speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    notes = []
+    for result in results:
+        name = result.method.name
+        if result.method.find is None:
+            print(f"| {name} | - | - | - | skipped |")
+            notes.append(f"{name}: skipped, {result.method.note}")
+            continue
+        ratio = result.median_ms / reference if reference > 0 else math.nan
+        print(
+            f"| {name} | {_ms(result.median_ms)} | {_ms(result.p95_ms)} "
+            f"| {result.right}/{result.runs} | {_speedup(ratio)} |"
+        )
+        if result.error:
+            notes.append(f"{name}: {result.error}")
+    for note in notes:
+        print(f"\nNote: {note}")
+
+
+@dataclass(frozen=True)
+class TcpCount:
+    total: int
+    time_wait: int
+
+
+def tcp_sockets() -> TcpCount:
+    """TCP sockets on the machine (this network namespace): /proc/net/tcp and tcp6 lines."""
+    total = time_wait = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path, encoding="ascii", errors="replace") as file:
+                next(file, None)  # the header
+                for line in file:
+                    total += 1
+                    fields = line.split(None, 4)
+                    if len(fields) > 3 and fields[3] == _TIME_WAIT:
+                        time_wait += 1
+        except OSError:
+            continue
+    return TcpCount(total, time_wait)
+
+
+def _tool_version(command: Sequence[str]) -> str:
+    binary = shutil.which(command[0])
+    if binary is None:
+        return "not found"
+    try:
+        result = _run_tool([binary, *command[1:]])
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"? ({error})"
+    for line in (result.stdout + result.stderr).splitlines():
+        if re.search(r"\d+\.\d+", line):
+            return line.strip()
+    return "?"
+
+
+def print_machine_facts() -> None:
+    import localport
+
+    try:
+        import psutil
+
+        psutil_version = psutil.__version__
+    except ImportError:
+        psutil_version = "not installed"
+    count = tcp_sockets()
+    processes = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    print("# who_holds() benchmark\n")
+    print(
+        f"- Python: {platform.python_version()} ({platform.python_implementation()}, "
+        f"{sys.executable})"
+    )
+    print(f"- kernel: {platform.system()} {platform.release()} ({platform.machine()})")
+    print(f"- CPUs: {os.cpu_count()}")
+    print(
+        f"- TCP sockets on the machine (/proc/net/tcp + tcp6 lines): {count.total} "
+        f"({count.time_wait} in TIME_WAIT)"
+    )
+    print(f"- processes: {processes}; running as uid {os.getuid()}")
+    print(f"- RLIMIT_NOFILE here: soft {soft}, hard {hard}")
+    print(f"- localport {localport.__version__}, psutil {psutil_version}")
+    print(f"- ss: {_tool_version(['ss', '-V'])}")
+    print(f"- lsof: {_tool_version(['lsof', '-v'])}")
+    print(f"- fuser: {_tool_version(['fuser', '-V'])}")
+
+
+def run_scenario(
+    title: str,
+    description: str,
+    target: ChildReport,
+    runs_subprocess: int,
+    runs_in_process: int,
+    *,
+    profile: bool,
+) -> list[Result]:
+    count = tcp_sockets()
+    print(f"\n## {title}\n")
+    print(description)
+    print(
+        f"Target: PID {target.pid}, port {target.port}; TCP sockets on the machine now: "
+        f"{count.total} ({count.time_wait} in TIME_WAIT).\n"
+    )
+    results = []
+    for method in methods():
+        runs = runs_in_process if method.in_process else runs_subprocess
+        results.append(measure(method, target.port, target.pid, runs))
+    print_table(results)
+    if profile:
+        profile_who_holds(target.port)
+    return results
+
+
+def _find(results: Sequence[Result], name: str) -> Result:
+    return next(r for r in results if r.method.name == name)
+
+
+def print_goals(quiet: Sequence[Result], crowd: Sequence[Result]) -> None:
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    print("\n## Goals\n")
+    for label, results, limit in (("quiet", quiet, GOAL_QUIET_MS), ("crowd", crowd, GOAL_CROWD_MS)):
+        median = results[0].median_ms
+        print(
+            f"- who_holds() median < {limit} ms ({label}): {verdict(median < limit)} "
+            f"({_ms(median)} ms, p95 {_ms(results[0].p95_ms)} ms)"
+        )
+    every = all(r[0].right == r[0].runs for r in (quiet, crowd))
+    print(
+        f"- who_holds() right PID every time: {verdict(every)} "
+        f"(quiet {quiet[0].right}/{quiet[0].runs}, crowd {crowd[0].right}/{crowd[0].runs})"
+    )
+    for label, results in (("quiet", quiet), ("crowd", crowd)):
+        ss = _find(results, "ss -ltnp")
+        prefix = f"- who_holds() >= {GOAL_SPEEDUP_OVER_SS:g}x faster than ss -ltnp ({label}):"
+        if ss.method.find is None:
+            print(f"{prefix} SKIP ({ss.method.note})")
+            continue
+        ratio = ss.median_ms / results[0].median_ms
+        print(
+            f"{prefix} {verdict(ratio >= GOAL_SPEEDUP_OVER_SS)} ({ratio:.1f}x: "
+            f"{_ms(results[0].median_ms)} ms vs {_ms(ss.median_ms)} ms)"
+        )
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time who_holds() against lsof, ss, fuser and psutil (Linux)."
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer runs, a crowd of 2,000")
+    parser.add_argument("--runs", type=int, metavar="N", help="runs of every method")
+    parser.add_argument(
+        "--crowd-sockets", type=int, metavar="N", help="sockets the crowd helper holds"
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile who_holds() too")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    arguments = parser.parse_args(argv)
+    if arguments.runs is not None and arguments.runs < 1:
+        parser.error("--runs must be at least 1")
+    if arguments.crowd_sockets is not None and arguments.crowd_sockets < 0:
+        parser.error("--crowd-sockets must not be negative")
+    return arguments
+
+
+def child_main(arguments: Sequence[str]) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    kind, *numbers = arguments
+    if kind == "target":
+        serve_target(int(numbers[0]), int(numbers[1]))
+    elif kind == "crowd":
+        serve_crowd(int(numbers[0]))
+    else:
+        print(f"unknown child {kind!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.child:
+        return child_main(arguments.child)
+    if not sys.platform.startswith("linux"):
+        print("This benchmark needs Linux (/proc, ss, sock_diag).", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    quick: bool = arguments.quick
+    runs_subprocess = arguments.runs or (QUICK_RUNS_SUBPROCESS if quick else RUNS_SUBPROCESS)
+    runs_in_process = arguments.runs or (QUICK_RUNS_IN_PROCESS if quick else RUNS_IN_PROCESS)
+    crowd_sockets: int = (
+        arguments.crowd_sockets
+        if arguments.crowd_sockets is not None
+        else (QUICK_CROWD_SOCKETS if quick else CROWD_SOCKETS)
+    )
+    print_machine_facts()
+    print(
+        f"- runs: {runs_subprocess} per subprocess tool, {runs_in_process} per in-process "
+        f"method{' (--quick)' if quick else ''}"
+    )
+    children: list[Child] = []
+    try:
+        target_child = Child("target", ["target", str(TARGET_LISTENERS), str(TARGET_PAIRS)])
+        children.append(target_child)
+        target = target_child.read_report()
+        if target.pid != target_child.pid:
+            print(f"Note: the target reports PID {target.pid}, Popen says {target_child.pid}")
+        note = f" Note: {target.note}." if target.note else ""
+        quiet = run_scenario(
+            "Scenario 1: quiet",
+            f"A target process holding {target.sockets} sockets on 127.0.0.1: its listener "
+            f"and {TARGET_LISTENERS} more listeners, {TARGET_PAIRS} connected pairs.{note}",
+            target,
+            runs_subprocess,
+            runs_in_process,
+            profile=arguments.profile,
+        )
+
+        crowd_child = Child("crowd", ["crowd", str(crowd_sockets)])
+        children.append(crowd_child)
+        crowd_report = crowd_child.read_report()
+        note = f" Note: {crowd_report.note}." if crowd_report.note else ""
+        crowd = run_scenario(
+            "Scenario 2: crowd",
+            f"The same target, plus a helper process (PID {crowd_report.pid}, started after "
+            f"the target) holding {crowd_report.sockets} loopback sockets of {crowd_sockets} "
+            f"asked for: a listener and connections to it, both ends its own.{note}",
+            target,
+            runs_subprocess,
+            runs_in_process,
+            profile=arguments.profile,
+        )
+        print_goals(quiet, crowd)
+    finally:
+        for child in reversed(children):
+            child.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\nInterrupted; every process this script started has been ended.", file=sys.stderr)
+        sys.exit(130)
