@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._errors import LocalportError, LockDirError, NoFreePortError, PortInUseError
     from ._holders import Holder, listening, who_holds
+    from ._launch import Server, ServerStartError, launch
     from ._registry import ReservationInfo
     from ._reserve import (
         Reservation,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         reserve,
         reserve_many,
     )
+    from ._wait import WaitTimeoutError, wait_until_free, wait_until_listening
 
     __version__: str
 
@@ -39,6 +41,12 @@ _HOMES = {
     "Reservation": "_reserve",
     "ReservationGroup": "_reserve",
     "ReservationInfo": "_registry",
+    "Server": "_launch",
+    "ServerStartError": "_launch",
+    "WaitTimeoutError": "_wait",
+    "launch": "_launch",
+    "wait_until_free": "_wait",
+    "wait_until_listening": "_wait",
     "is_free": "_reserve",
     "listening": "_holders",
     "reservations": "_reserve",
@@ -56,12 +64,18 @@ __all__ = [
     "Reservation",
     "ReservationGroup",
     "ReservationInfo",
+    "Server",
+    "ServerStartError",
+    "WaitTimeoutError",
     "__version__",
     "is_free",
+    "launch",
     "listening",
     "reservations",
     "reserve",
     "reserve_many",
+    "wait_until_free",
+    "wait_until_listening",
     "who_holds",
 ]
 

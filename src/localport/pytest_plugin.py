@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Generator, Iterator, Sequence
 
     from ._holders import Holder
+    from ._launch import Server
     from ._reserve import Reservation
 
 _RANGE_HELP = "port range to pick from, as LOW-HIGH (default: LOCALPORT_RANGE, else 49152-65535)"
@@ -217,6 +218,36 @@ def session_port_factory(_localport_session_pool: _Pool) -> PortFactory:
 def session_reservation_factory(_localport_session_pool: _Pool) -> ReservationFactory:
     """``reservation_factory`` for session-scoped fixtures."""
     return _localport_session_pool.reserve
+
+
+class ServerFactory(Protocol):
+    """The type of ``server_factory``: :func:`localport.launch`'s signature."""
+
+    def __call__(self, cmd: Sequence[str] | str, **options: Any) -> Server: ...
+
+
+@pytest.fixture
+def server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    """Start servers with :func:`localport.launch`; every one is stopped when the test ends.
+
+    ``server_factory(["python", "-m", "http.server", "{port}"])`` returns a
+    :class:`~localport.Server` once it listens; its output is kept for the failure report.
+    """
+    from ._launch import launch
+
+    settings = request.config.stash[_SETTINGS_KEY]
+    started: list[Server] = []
+
+    def start(cmd: Sequence[str] | str, **options: Any) -> Server:
+        options.setdefault("port_range", settings.port_range)
+        options.setdefault("lock_dir", settings.lock_dir)
+        server = launch(cmd, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 # -- explaining EADDRINUSE -----------------------------------------------------------------------

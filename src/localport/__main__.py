@@ -1,0 +1,7 @@
+"""``python -m localport``: the same as the ``localport`` command."""
+
+from __future__ import annotations
+
+from ._cli import main
+
+raise SystemExit(main())

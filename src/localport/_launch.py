@@ -1,0 +1,372 @@
+"""``launch()``: start a dev server on a reserved port and wait until it listens."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from typing import IO, TYPE_CHECKING, Any
+
+from ._errors import LocalportError
+from ._reserve import reserve
+from ._wait import WaitTimeoutError, listeners, wait_until_listening
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from ._reserve import Reservation
+
+_TAIL_LINES = 20
+_WINDOWS = sys.platform == "win32"
+
+
+class ServerStartError(LocalportError, RuntimeError):
+    """A launched server exited, or never listened on its port.
+
+    :ivar port: the port it was given.
+    :ivar returncode: its exit code, or ``None`` if it was still running (and was stopped).
+    :ivar output: the last lines it printed.
+    """
+
+    def __init__(
+        self, port: int, reason: str, returncode: int | None, output: Sequence[str]
+    ) -> None:
+        self._port = port
+        self._reason = reason
+        self._returncode = returncode
+        self._output = tuple(output)
+        text = f"the server for port {port} {reason}"
+        if self._output:
+            text += "; its last output:\n" + "\n".join(f"  | {line}" for line in self._output)
+        super().__init__(text)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    @property
+    def output(self) -> tuple[str, ...]:
+        return self._output
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._port, self._reason, self._returncode, self._output))
+
+
+class Server:
+    """A server started by :func:`launch`, listening on its reserved port.
+
+    The port stays reserved until the server exits. Use it as a context manager, or call
+    :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        reservation: Reservation,
+        tail: collections.deque[str],
+        reader: threading.Thread,
+    ) -> None:
+        self._process = process
+        self._reservation = reservation
+        self._tail = tail
+        self._reader = reader
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self._reservation.port
+
+    @property
+    def host(self) -> str:
+        """The address the server was told to bind."""
+        return self._reservation.host
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT``, reachable from this machine."""
+        return self._reservation.url()
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The server's process."""
+        return self._process
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def output_tail(self) -> tuple[str, ...]:
+        """The last lines the server printed (stdout and stderr together)."""
+        return tuple(self._tail)
+
+    def poll(self) -> int | None:
+        """The exit code if the server has exited, else ``None``."""
+        return self._process.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the server to exit by itself, and return its exit code."""
+        code = self._process.wait(timeout)
+        self._finish()
+        return code
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """Stop the server: SIGTERM to its process group, SIGKILL after *timeout* seconds.
+
+        :returns: its exit code (negative: the signal that ended it).
+        """
+        if self._process.poll() is None:
+            _signal_group(self._process, signal.SIGTERM)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self._process, getattr(signal, "SIGKILL", signal.SIGTERM))
+                self._process.wait()
+        # Children that outlived the server (a reloader's worker) go with its group.
+        _signal_group(self._process, getattr(signal, "SIGKILL", signal.SIGTERM))
+        self._finish()
+        return self._process.returncode
+
+    def _finish(self) -> None:
+        self._reader.join(5)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._reservation.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.poll() is None else f"exited {self.poll()}"
+        return f"<Server {self.url} pid={self.pid} {state}>"
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+        if _WINDOWS:
+            process.send_signal(signum)
+        else:
+            os.killpg(process.pid, signum)
+
+
+def expand(arguments: Sequence[str], *, port: int, host: str, url: str) -> list[str]:
+    """Replace ``{port}``, ``{host}`` and ``{url}`` in each argument (and nothing else)."""
+    values = {"{port}": str(port), "{host}": host, "{url}": url}
+    expanded = []
+    for argument in arguments:
+        text = argument
+        for key, value in values.items():
+            text = text.replace(key, value)
+        expanded.append(text)
+    return expanded
+
+
+def _check_command(cmd: object) -> list[str]:
+    if isinstance(cmd, str):
+        cmd = shlex.split(cmd, posix=not _WINDOWS)
+    if isinstance(cmd, (list, tuple)) and cmd and all(isinstance(part, str) for part in cmd):
+        return list(cmd)
+    msg = f"cmd must be a non-empty list of str (or a str to split), got {cmd!r}"
+    raise TypeError(msg)
+
+
+def _check_seconds(value: object, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{argument} must be a number of seconds > 0, got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    if not value > 0:
+        msg = f"{argument} must be a number of seconds > 0, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _check_env_var(value: object) -> list[str]:
+    names = [] if value is None else [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(
+        isinstance(name, str) and name.isidentifier() for name in names
+    ):
+        msg = (
+            "env_var must be an environment variable name such as 'PORT', a list of them, "
+            f"or None; got {value!r}"
+        )
+        raise ValueError(msg)
+    return list(names)
+
+
+def launch(
+    cmd: Sequence[str] | str,
+    *,
+    name: str | None = None,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    env_var: str | Sequence[str] | None = "PORT",
+    ready_timeout: float = 30.0,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    echo: IO[str] | None = None,
+    port_range: tuple[int, int] | str | None = None,
+    lock_dir: str | os.PathLike[str] | None = None,
+) -> Server:
+    """Start *cmd* as a server on a reserved port and return once it listens there.
+
+    The port is reserved first (lock and guard), ``{port}``, ``{host}`` and ``{url}`` in the
+    arguments are replaced, and ``PORT`` (or *env_var*) is set in its environment. The
+    reservation is kept until the server exits, so nobody else gets the port meanwhile.
+
+    :param cmd: the command and its arguments (a str is split like a shell would).
+    :param name: a sticky name: the server gets the same port on the next run while free.
+    :param port: this exact port instead of a picked one.
+    :param host: the address the server binds; waiting checks that clients of it get through.
+    :param env_var: the environment variable that carries the port (or several), or ``None``.
+    :param ready_timeout: seconds to wait for the server to listen.
+    :param cwd: its working directory.
+    :param env: its environment (default: this process's).
+    :param echo: where the server's output goes, line by line (default: discarded, but the
+        last lines are kept for :class:`ServerStartError` and :attr:`Server.output_tail`).
+    :param port_range: the range to pick from, as for :func:`reserve`.
+    :param lock_dir: the lock directory, as for :func:`reserve`.
+    :raises ServerStartError: it exited before listening, or did not listen in time (it is
+        then stopped). The error carries its exit code and last output lines.
+    :raises PortInUseError: *port* is taken.
+    """
+    arguments = _check_command(cmd)
+    timeout = _check_seconds(ready_timeout, "ready_timeout")
+    variables = _check_env_var(env_var)
+    reservation = reserve(port, name=name, host=host, port_range=port_range, lock_dir=lock_dir)
+    try:
+        url = reservation.url()
+        command = expand(arguments, port=reservation.port, host=reservation.host, url=url)
+        environment = dict(os.environ if env is None else env)
+        for variable in variables:
+            environment[variable] = str(reservation.port)
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=not _WINDOWS,
+        )
+    except BaseException:
+        reservation.release()
+        raise
+    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+    reader = threading.Thread(
+        target=_copy_output,
+        args=(process, tail, echo),
+        name=f"localport-{process.pid}",
+        daemon=True,
+    )
+    reader.start()
+    server = Server(process, reservation, tail, reader)
+    try:
+        _wait_for(server, timeout, variables[0] if variables else None)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _copy_output(
+    process: subprocess.Popen[bytes], tail: collections.deque[str], echo: IO[str] | None
+) -> None:
+    assert process.stdout is not None
+    with contextlib.suppress(OSError, ValueError):
+        for raw in iter(process.stdout.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            tail.append(line)
+            if echo is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    echo.write(line + "\n")
+                    echo.flush()
+
+
+def _wait_for(server: Server, timeout: float, variable: str | None) -> None:
+    port, host = server.port, server.host
+    try:
+        wait_until_listening(
+            port, host=host, timeout=timeout, stop_if=lambda: server.poll() is not None
+        )
+    except WaitTimeoutError:
+        elsewhere = _listens_elsewhere(server)  # while it still runs
+        server.stop()
+        reason = f"did not listen on it within {timeout:g} s"
+        if elsewhere:
+            hint = f"{{port}} or ${variable}" if variable else "{port}"
+            reason += f"; it listens on {elsewhere} instead: pass {hint} to it"
+        raise ServerStartError(port, reason, None, server.output_tail) from None
+    code = server.poll()
+    if code is not None:
+        server.wait()
+        raise ServerStartError(
+            port, f"exited with code {code} before listening", code, server.output_tail
+        )
+    foreign = _foreign_listener(server)
+    if foreign:
+        raise ServerStartError(port, foreign, None, server.output_tail)
+
+
+def _tree(pid: int) -> set[int]:
+    """*pid* and its descendants."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return {pid, *(child.pid for child in process.children(recursive=True))}
+    except psutil.Error:
+        return {pid}
+
+
+def _foreign_listener(server: Server) -> str:
+    """A sentence if the port's listener is not the launched process (or its children)."""
+    found = listeners(server.port, server.host)
+    if not found:
+        return ""  # asked by connecting (not Linux): the listener cannot be named
+    from ._holders import pids_of
+
+    pids = pids_of(found)
+    if not pids or pids & _tree(server.pid):
+        return ""  # unknown owner (another user's), or ours
+    return (
+        f"did not listen on it: PID {min(pids)} does, not the launched command (PID "
+        f"{server.pid}); something outside localport bound the port by number"
+    )
+
+
+def _listens_elsewhere(server: Server) -> str:
+    """Where the launched command's process tree listens instead, if anywhere (Linux)."""
+    from ._holders import listening
+
+    try:
+        tree = _tree(server.pid)
+        places = sorted(
+            {
+                f"{holder.address_text}:{holder.local_address[1]}"
+                for holder in listening()
+                if holder.pid in tree and holder.local_address is not None
+            }
+        )
+    except (OSError, LocalportError):
+        return ""
+    return ", ".join(places)
