@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # Each of these tests runs a pytest of its own; the outer suite's plugins (randomly, xdist)
 # stay out of the inner runs unless a test asks for them.
-QUIET = ("-p", "no:randomly", "-p", "no:cacheprovider")
+QUIET = ("-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:asyncio")
 
 
 def test_fixtures_give_reserved_ports_that_are_released_after_each_test(
