@@ -124,7 +124,7 @@ def test_two_hundred_servers_pass_under_xdist_every_time(pytester: pytest.Pytest
 def test_the_fixtures_work_with_pytest_randomly(pytester: pytest.Pytester) -> None:
     pytest.importorskip("pytest_randomly")
     pytester.makepyfile(SERVER_SUITE.replace("range(200)", "range(20)"))
-    result = pytester.runpytest("-p", "randomly", "-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "randomly", "-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=20)
 
 
