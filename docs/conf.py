@@ -9,6 +9,7 @@ Build (warnings are errors, every cross-reference must resolve)::
 from __future__ import annotations
 
 from importlib.metadata import version as _version
+from pathlib import Path as _Path
 
 project = "localport"
 author = "The localport developers"
@@ -64,6 +65,13 @@ _docs_lock_dir = _tempfile.mkdtemp(prefix="localport-docs-")
 _os.chmod(_docs_lock_dir, 0o700)
 _os.environ["LOCALPORT_DIR"] = _docs_lock_dir
 _os.environ.pop("LOCALPORT_RANGE", None)  # the examples assume the default range
+"""
+# The pytest how-to runs its example test files (docs/howto/pytest-examples/) under xdist.
+doctest_global_setup += f"""
+import importlib.util as _importlib_util
+
+_docs_dir = {str(_Path(__file__).resolve().parent)!r}
+_xdist = _importlib_util.find_spec("xdist") is not None
 """
 doctest_global_cleanup = """
 import shutil as _shutil

@@ -254,3 +254,64 @@ def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'free_port' not found*"])
     assert "localport: ports" not in result.stdout.str()
+
+
+def test_a_failed_bind_in_a_fixture_gets_a_report_too(
+    pytester: pytest.Pytester, spawn: Any
+) -> None:
+    holder = spawn(
+        """
+        import json, socket, sys
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        print(json.dumps(server.getsockname()[1]), flush=True)
+        sys.stdin.read()
+        """
+    )
+    port = holder.read()
+    pytester.makepyfile(
+        f"""
+        import socket
+        import pytest
+
+        @pytest.fixture
+        def server():
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", {port}))
+                yield sock
+
+        def test_uses_it(server):
+            pass
+        """
+    )
+    result = pytester.runpytest(*QUIET)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*localport: who holds port {port}*", f"*PID {holder.pid}*"])
+
+
+def test_a_relative_lock_dir_is_resolved_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_chdir_does_not_move_it(reservation_factory, tmp_path, monkeypatch):
+            monkeypatch.chdir(tmp_path)
+            reservation = reservation_factory()
+            assert reservation.lock_path.startswith(os.environ["EXPECTED_DIR"])
+        """
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EXPECTED_DIR", str(pytester.path / "locks"))
+        result = pytester.runpytest("--localport-dir=locks", *QUIET)
+    result.assert_outcomes(passed=1)
+
+
+def test_a_bad_localport_range_setting_is_a_usage_error_naming_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    monkeypatch.setenv("LOCALPORT_RANGE", "50000-")
+    result = pytester.runpytest(*QUIET)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "LOCALPORT_RANGE" in result.stderr.str()

@@ -394,7 +394,11 @@ def explain(
     text += _advice(first, instead)
     others = len({h.pid for h in live if h.pid != first.pid})
     if others:
-        text += f" ({others} other process{'es' if others > 1 else ''} hold it too)"
+        text += (
+            " (1 other process holds it too)"
+            if others == 1
+            else (f" ({others} other processes hold it too)")
+        )
     return text
 
 

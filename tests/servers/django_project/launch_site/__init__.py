@@ -1,0 +1,1 @@
+"""A minimal Django site: one view, no database, no apps."""
