@@ -21,7 +21,14 @@ import psutil
 import pytest
 
 import localport
-from localport import PortInUseError, ServerStartError, WaitTimeoutError
+from helpers import needs_ipv6
+from localport import (
+    PortInUseError,
+    ServerStartError,
+    WaitTimeoutError,
+    launch,
+    wait_until_listening,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -69,10 +76,19 @@ address = ("127.0.0.1", int(sys.argv[1]))
 http.server.HTTPServer(address, http.server.SimpleHTTPRequestHandler).serve_forever()
 """
 
-ONE_REQUEST = """
+# Exits once it has answered a GET (on macOS the launcher's wait connects without one).
+EXITS_AFTER_ONE_GET = """
 import http.server, sys
-address = ("127.0.0.1", int(sys.argv[1]))
-http.server.HTTPServer(address, http.server.SimpleHTTPRequestHandler).handle_request()
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        super().do_GET()
+        self.server.answered = True
+
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+server.answered = False
+while not server.answered:
+    server.handle_request()
 """
 
 NODE_SERVER = """
@@ -130,7 +146,7 @@ def touch_command(marker: Path) -> list[str]:
     return [sys.executable, "-c", code, str(marker)]
 
 
-# -- real dev servers ----------------------------------------------------------------------------
+# -- real dev servers ------------------------------------------------------------------------------
 
 
 def test_python_http_server_serves_its_directory_until_stopped(tmp_path: Path) -> None:
@@ -197,7 +213,9 @@ def test_a_server_that_ignores_sigterm_is_killed_after_the_stop_timeout() -> Non
 
 
 def test_a_server_that_exits_by_itself_gives_its_port_back_on_wait(tmp_path: Path) -> None:
-    with localport.launch([sys.executable, "-c", ONE_REQUEST, "{port}"], cwd=tmp_path) as server:
+    with localport.launch(
+        [sys.executable, "-c", EXITS_AFTER_ONE_GET, "{port}"], cwd=tmp_path
+    ) as server:
         assert fetch(server.url)[0] == 200
         assert server.wait(timeout=30) == 0
         assert server.port not in reserved_ports()
@@ -227,7 +245,7 @@ def test_the_server_gets_its_port_in_the_named_environment_variables(
     assert_stopped(server)
 
 
-# -- servers that do not come up -----------------------------------------------------------------
+# -- servers that do not come up -------------------------------------------------------------------
 
 
 def test_a_server_that_crashes_at_start_fails_with_its_exit_code_and_last_words() -> None:
@@ -349,7 +367,7 @@ def test_the_same_name_gets_the_same_port_on_the_next_launch(tmp_path: Path) -> 
     assert_stopped(second)
 
 
-# -- waiting for a port ----------------------------------------------------------------------
+# -- waiting for a port ----------------------------------------------------------------------------
 
 
 def test_waiting_for_a_port_nobody_listens_on_runs_out_of_time() -> None:
@@ -448,7 +466,7 @@ def test_waiting_for_a_port_to_be_free_runs_out_of_time_while_it_is_held() -> No
     assert str(caught.value) == f"port {STAYS_HELD_PORT}: still held within 0.2 s"
 
 
-# -- the server_factory fixture ------------------------------------------------------------------
+# -- the server_factory fixture --------------------------------------------------------------------
 
 
 def test_server_factory_stops_every_server_when_its_test_ends(
@@ -486,3 +504,33 @@ def test_server_factory_stops_every_server_when_its_test_ends(
     for pid in pids.values():
         assert processes_left_in_group(pid) == []
     assert reserved_ports() == set()  # the inner run shares this test's LOCALPORT_DIR
+
+
+def test_a_crashing_server_that_leaves_a_child_behind_fails_at_once() -> None:
+    """The child keeps the output pipe open; launch() must not wait for it to go."""
+    code = (
+        "import subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('fatal: boom', flush=True)\n"
+        "sys.exit(2)\n"
+    )
+    started = time.monotonic()
+    with pytest.raises(ServerStartError) as caught:
+        launch([sys.executable, "-c", code], ready_timeout=30)
+    assert caught.value.returncode == 2
+    assert "fatal: boom" in caught.value.output
+    # Generous, and not the point: the wait must not last as long as the child (60 s).
+    assert time.monotonic() - started < 30
+
+
+@needs_ipv6
+def test_a_listener_clients_of_the_host_cannot_reach_does_not_count() -> None:
+    with socket.socket(socket.AF_INET6) as listener:
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listener.bind(("::1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(WaitTimeoutError):
+            wait_until_listening(port, host="127.0.0.1", timeout=0.5)
+        wait_until_listening(port, host="::1", timeout=5)
+        wait_until_listening(port, host="localhost", timeout=5)

@@ -534,16 +534,42 @@ def _conflicts(existing: _Place, wanted_place: _Place) -> bool:
 
 
 def listening_sockets(port: int, host: str) -> list[DiagSocket]:
-    """TCP sockets listening on *port* where they collide with, or answer, a server on *host*.
+    """TCP sockets listening on *port* that a client of a server on *host* would reach.
 
-    Linux only (sock_diag's listening table: tens of microseconds, no traffic to the server).
+    Not the collision rule of :func:`bound_in_the_way`: a listener on ``[::1]`` collides with
+    nothing on 127.0.0.1, and a client of 127.0.0.1 does not reach it either. Linux only
+    (sock_diag's listening table: tens of microseconds, no traffic to the server).
 
     :raises OSError: where sock_diag cannot answer.
     """
     from ._sockdiag import TCP_PHASES, query
 
-    keep = _in_the_way_of(host, "tcp")
-    return [item for item in query(port, "tcp", states=TCP_PHASES[0]) if keep(item)]
+    targets = _client_targets(host)
+    return [
+        item
+        for item in query(port, "tcp", states=TCP_PHASES[0])
+        if any(_answers(item, family, address) for family, address in targets)
+    ]
+
+
+def _client_targets(host: str) -> list[tuple[socket.AddressFamily, str]]:
+    """Where clients of a server bound to *host* connect from this machine."""
+    if host in ("127.0.0.1", "0.0.0.0"):
+        return [(socket.AF_INET, "127.0.0.1")]
+    if host in ("::1", "::"):
+        return [(socket.AF_INET6, "::1")]
+    if host == "localhost":
+        return [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+    return [(socket.AF_INET6 if ":" in host else socket.AF_INET, host)]
+
+
+def _answers(item: DiagSocket, family: socket.AddressFamily, address: str) -> bool:
+    """Whether a listener *item* accepts connections made to *address*."""
+    wildcard = "::" if item.family == socket.AF_INET6 else "0.0.0.0"
+    if item.family == family:
+        return item.local[0] in (address, wildcard)
+    # A dual-stack [::] listener takes IPv4 connections too.
+    return family == socket.AF_INET and item.local[0] == "::" and item.v6only is False
 
 
 def pids_of(sockets: Sequence[DiagSocket]) -> set[int]:

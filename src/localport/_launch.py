@@ -117,8 +117,12 @@ class Server:
         return self._process.poll()
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the server to exit by itself, and return its exit code."""
+        """Wait for the server to exit by itself, and return its exit code.
+
+        Processes it started and left behind in its process group are ended too.
+        """
         code = self._process.wait(timeout)
+        _signal_group(self._process, getattr(signal, "SIGKILL", signal.SIGTERM))
         self._finish()
         return code
 
@@ -140,10 +144,12 @@ class Server:
         return self._process.returncode
 
     def _finish(self) -> None:
-        self._reader.join(5)
-        if self._process.stdout is not None:
-            self._process.stdout.close()
         self._reservation.release()
+        self._reader.join(5)
+        # A descendant outside the process group (it called setsid) may still hold the pipe:
+        # closing it under the reader thread would block, so the reader is left to see EOF.
+        if self._process.stdout is not None and not self._reader.is_alive():
+            self._process.stdout.close()
 
     def __enter__(self) -> Self:
         return self
@@ -318,7 +324,7 @@ def _wait_for(server: Server, timeout: float, variable: str | None) -> None:
         raise ServerStartError(port, reason, None, server.output_tail) from None
     code = server.poll()
     if code is not None:
-        server.wait()
+        server.stop()  # ends what it left running, which may hold its output pipe open
         raise ServerStartError(
             port, f"exited with code {code} before listening", code, server.output_tail
         )

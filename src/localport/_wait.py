@@ -130,7 +130,7 @@ def wait_until_free(
     proto: str = "tcp",
     timeout: float = 30.0,
 ) -> None:
-    """Return once no process listens on or is bound to *port* any more.
+    """Return once no process listens on, is bound to, or has reserved *port* any more.
 
     ``TIME_WAIT`` leftovers of closed connections do not count: a server that sets
     ``SO_REUSEADDR`` (every common one does) can bind the port again at once.

@@ -239,7 +239,9 @@ def server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
     """Start servers with :func:`localport.launch`; every one is stopped when the test ends.
 
     ``server_factory(["python", "-m", "http.server", "{port}"])`` returns a
-    :class:`~localport.Server` once it listens; its output is kept for the failure report.
+    :class:`~localport.Server` once it listens; its last output lines are in
+    ``server.output_tail``, and a server that fails to start raises
+    :class:`~localport.ServerStartError` with them.
     """
     from ._launch import launch
 
