@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ._errors import LocalportError
 from ._reserve import reserve
-from ._wait import WaitTimeoutError, listeners, wait_until_listening
+from ._wait import WaitTimeoutError, check_seconds, listeners, wait_until_listening
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -196,16 +196,6 @@ def _check_command(cmd: object) -> list[str]:
     raise TypeError(msg)
 
 
-def _check_seconds(value: object, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"{argument} must be a number of seconds > 0, got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    if not value > 0:
-        msg = f"{argument} must be a number of seconds > 0, got {value!r}"
-        raise ValueError(msg)
-    return float(value)
-
-
 def _check_env_var(value: object) -> list[str]:
     names = [] if value is None else [value] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not all(
@@ -256,7 +246,7 @@ def launch(
     :raises PortInUseError: *port* is taken.
     """
     arguments = _check_command(cmd)
-    timeout = _check_seconds(ready_timeout, "ready_timeout")
+    timeout = check_seconds(ready_timeout, "ready_timeout")
     variables = _check_env_var(env_var)
     reservation = reserve(port, name=name, host=host, port_range=port_range, lock_dir=lock_dir)
     try:

@@ -44,14 +44,15 @@ class WaitTimeoutError(LocalportError, TimeoutError):
         return (type(self), (self._port, self._timeout, self._what))
 
 
-def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        msg = f"timeout must be a number of seconds > 0, got {type(timeout).__name__} {timeout!r}"
+def check_seconds(value: object, argument: str) -> float:
+    """Validate a duration in seconds (> 0) without I/O, naming *argument* when it is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{argument} must be a number of seconds > 0, got {type(value).__name__} {value!r}"
         raise TypeError(msg)
-    if not timeout > 0:
-        msg = f"timeout must be a number of seconds > 0, got {timeout!r}"
+    if not value > 0:
+        msg = f"{argument} must be a number of seconds > 0, got {value!r}"
         raise ValueError(msg)
-    return float(timeout)
+    return float(value)
 
 
 def listeners(port: int, host: str) -> list[DiagSocket] | None:
@@ -111,7 +112,7 @@ def wait_until_listening(
     """
     port = check_port(port)
     host = normalize_host(host)
-    deadline = time.monotonic() + _check_timeout(timeout)
+    deadline = time.monotonic() + check_seconds(timeout, "timeout")
     while True:
         found = listeners(port, host)
         if (found if found is not None else accepts_connections(port, host)) or (
@@ -142,7 +143,7 @@ def wait_until_free(
     port = check_port(port)
     host = normalize_host(host)
     check_proto(proto)
-    deadline = time.monotonic() + _check_timeout(timeout)
+    deadline = time.monotonic() + check_seconds(timeout, "timeout")
     while True:
         holders = who_holds(port, proto=proto, host=host)
         if all(holder.status == "TIME_WAIT" for holder in holders):
