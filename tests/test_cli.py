@@ -337,3 +337,81 @@ def test_python_dash_m_localport_is_the_same_command() -> None:
             timeout=30,
         ).stdout
     )
+
+
+def test_run_of_a_program_that_does_not_exist_says_so_and_exits_5() -> None:
+    result = run("run", "--", "no-such-program-localport-test", "{port}")
+    assert result.returncode == 5
+    assert "could not be started" in result.stderr
+    assert "no-such-program-localport-test" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_sigterm_while_the_server_starts_stops_it(tmp_path: Path) -> None:
+    pid_file = tmp_path / "server.pid"
+    slow = (
+        "import os, sys, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localport", "run", "--", sys.executable, "-c", slow],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+        server_pid = int(pid_file.read_text())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 128 + signal.SIGTERM
+        _wait_for(lambda: _gone(server_pid))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def test_kill_of_a_run_server_stops_the_server_not_the_launcher() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "localport",
+            "run",
+            "--",
+            sys.executable,
+            "-m",
+            "http.server",
+            "{port}",
+            "--bind",
+            "127.0.0.1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        server_pid = int(line.split("pid ")[1].rstrip(")\n"))
+        result = run("kill", str(port), "--yes")
+        assert result.returncode == 0, result.stderr
+        assert f"stopped PID {server_pid};" in result.stderr
+        # The launcher saw its server end and left by itself, with the server's status.
+        assert process.wait(20) == 128 + signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def test_a_bad_env_name_for_run_is_a_usage_error() -> None:
+    result = run("run", "--env", "1BAD", "--", "true")
+    assert result.returncode == 2
+    assert "environment variable name" in result.stderr

@@ -40,9 +40,12 @@ EXIT_CODES = f"""exit codes:
   {EXIT_REFUSED}    refused: another user's process, or not confirmed
   {EXIT_START_FAILED}    run: the command exited or did not listen in time
   {EXIT_LOCK_DIR}    the lock directory is unsafe or unusable
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C) before finishing
   run exits with the command's own exit code once it has started."""
 
 _HOLD_MARKER = "_hold"
+#: The advice the command line gives where the Python API says "call reserve() without a port".
+_ELSEWHERE = "use another port (`localport reserve` picks a free one)"
 _SIGNALS = ("TERM", "INT", "HUP", "KILL", "QUIT", "USR1", "USR2")
 
 
@@ -82,6 +85,13 @@ def _seconds(text: str) -> float:
         msg = f"expected a number of seconds > 0, not {text}"
         raise argparse.ArgumentTypeError(msg)
     return value
+
+
+def _variable(text: str) -> str:
+    if not text.isidentifier():
+        msg = f"an environment variable name is letters, digits and _, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
 
 
 def _signal(text: str) -> signal.Signals:
@@ -191,7 +201,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=_port, help="this port instead of a free one")
     run.add_argument("--host", default="127.0.0.1", help="the address the server binds")
     run.add_argument(
-        "--env", action="append", default=[], metavar="VAR", help="also set VAR to the port"
+        "--env",
+        action="append",
+        default=[],
+        type=_variable,
+        metavar="VAR",
+        help="also set VAR to the port",
     )
     run.add_argument("--ready-timeout", type=_seconds, default=30.0, metavar="SECONDS")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
@@ -472,7 +487,9 @@ def _who(arguments: argparse.Namespace) -> int:
 
     port, proto = arguments.port, "udp" if arguments.udp else "tcp"
     holders = who_holds(port, proto=proto)
-    explanation = f"port {port} is in use {explain(port, holders)}" if holders else None
+    explanation = (
+        f"port {port} is in use {explain(port, holders, instead=_ELSEWHERE)}" if holders else None
+    )
     if arguments.json:
         _print_json(
             {
@@ -560,14 +577,22 @@ def _kill(arguments: argparse.Namespace) -> int:
 
     port, proto = arguments.port, "udp" if arguments.udp else "tcp"
     holders = [h for h in who_holds(port, proto=proto) if h.status != "TIME_WAIT"]
+    # The processes with sockets on the port; a reservation's holder only where nothing else
+    # is there (a `localport run` holds the port for the server it started: stop the server).
+    sockets = [h for h in holders if h.status != "RESERVED"]
+    holders = sockets or holders
     if not holders:
         everything = who_holds(port, proto=proto)
         if everything:
-            raise _CommandError(f"port {port} is in use {explain(port, everything)}", EXIT_NO)
+            raise _CommandError(
+                f"port {port} is in use {explain(port, everything, instead=_ELSEWHERE)}", EXIT_NO
+            )
         raise _CommandError(f"nothing holds port {port}", EXIT_NO)
     unknown = [h for h in holders if h.pid is None]
     if unknown:
-        raise _CommandError(f"port {port} is in use {explain(port, unknown)}", EXIT_REFUSED)
+        raise _CommandError(
+            f"port {port} is in use {explain(port, unknown, instead=_ELSEWHERE)}", EXIT_REFUSED
+        )
     pids = sorted({h.pid for h in holders if h.pid is not None and h.pid != os.getpid()})
     if not pids:
         raise _CommandError(f"port {port} is held by this very command", EXIT_REFUSED)
@@ -635,7 +660,7 @@ def _send(pid: int, started: float | None, signum: int) -> None:
 
 
 def _run(arguments: argparse.Namespace) -> int:
-    from ._launch import ServerStartError, launch
+    from ._launch import Server, ServerStartError, launch
 
     command = list(arguments.cmd)
     if command and command[0] == "--":
@@ -645,37 +670,54 @@ def _run(arguments: argparse.Namespace) -> int:
             "run needs a command after --, e.g. localport run -- flask run --port {port}",
             EXIT_USAGE,
         )
-    spinner = _Spinner(sys.stderr) if sys.stderr.isatty() else None
-    try:
-        with spinner or contextlib.nullcontext():
-            server = launch(
-                command,
-                name=arguments.name,
-                port=arguments.port,
-                host=arguments.host,
-                env_var=["PORT", *arguments.env],
-                ready_timeout=arguments.ready_timeout,
-                echo=sys.stdout,
-            )
-    except ServerStartError as error:
-        _say(str(error))
-        return EXIT_START_FAILED
-    _say(f"ready: {server.url} (pid {server.pid})")
-    forwarded: list[int] = []
+    # Signals are handled from before the server starts: one that arrives while it starts
+    # stops it (it runs in a session of its own, so the terminal's signals do not reach it).
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    target: list[Server] = []
 
-    def forward(signum: int, _frame: object) -> None:
-        forwarded.append(signum)
+    def on_signal(signum: int, _frame: object) -> None:
+        if not target:
+            raise _Interrupted(signum)
         with contextlib.suppress(OSError):
-            os.killpg(server.pid, signum)
+            os.killpg(target[0].pid, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, on_signal) for signum in handled}
     try:
-        code = server.wait()
+        spinner = _Spinner(sys.stderr) if sys.stderr.isatty() else None
+        try:
+            with spinner or contextlib.nullcontext():
+                server = launch(
+                    command,
+                    name=arguments.name,
+                    port=arguments.port,
+                    host=arguments.host,
+                    env_var=["PORT", *arguments.env],
+                    ready_timeout=arguments.ready_timeout,
+                    echo=sys.stdout,
+                )
+        except ServerStartError as error:
+            _say(str(error))
+            return EXIT_START_FAILED
+        except _Interrupted as interrupted:  # launch() stopped the server on its way out
+            return 128 + interrupted.signum
+        target.append(server)
+        _say(f"ready: {server.url} (pid {server.pid})")
+        try:
+            code = server.wait()
+        finally:
+            server.stop()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        server.stop()
     return 128 - code if code < 0 else code
+
+
+class _Interrupted(BaseException):
+    """A signal that arrived while the server was starting."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class _Spinner:

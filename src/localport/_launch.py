@@ -255,15 +255,19 @@ def launch(
         environment = dict(os.environ if env is None else env)
         for variable in variables:
             environment[variable] = str(reservation.port)
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=not _WINDOWS,
-        )
+        try:
+            process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=not _WINDOWS,
+            )
+        except OSError as error:  # no such program, not executable, no such cwd
+            reason = f"could not be started: {error.strerror}: {command[0]!r}"
+            raise ServerStartError(reservation.port, reason, None, ()) from error
     except BaseException:
         reservation.release()
         raise
