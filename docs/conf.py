@@ -43,6 +43,7 @@ autodoc_preserve_defaults = True
 nitpick_ignore = [
     ("py:class", "socket.socket"),
     ("py:class", "os.PathLike"),
+    ("py:class", "subprocess.Popen"),  # the type of Server.process
 ]
 
 # -- doctest -----------------------------------------------------------------------------------
@@ -72,6 +73,14 @@ import importlib.util as _importlib_util
 
 _docs_dir = {str(_Path(__file__).resolve().parent)!r}
 _xdist = _importlib_util.find_spec("xdist") is not None
+"""
+# The shell-script how-to runs its script (docs/howto/shell-examples/) where these tools exist.
+doctest_global_setup += """
+import shutil as _shutil_for_tools
+
+_shell_tools = _os.name != "nt" and all(
+    _shutil_for_tools.which(tool) for tool in ("sh", "jq", "curl")
+)
 """
 doctest_global_cleanup = """
 import shutil as _shutil
