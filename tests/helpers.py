@@ -35,3 +35,15 @@ def time_wait_table_full() -> bool:
     except (OSError, ValueError):
         return False
     return count > limit - 2000
+
+
+#: A child for the ``spawn`` fixture: it listens on 127.0.0.1, on a port the kernel picks,
+#: prints that port as JSON, and holds it until its stdin closes.
+LISTENING_CHILD = """
+    import json, socket, sys
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    print(json.dumps(server.getsockname()[1]), flush=True)
+    sys.stdin.read()
+"""

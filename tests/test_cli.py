@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,11 +12,14 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import localport
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
 
@@ -57,6 +61,25 @@ def _wait_for(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def background_run(*arguments: str) -> Iterator[subprocess.Popen[str]]:
+    """``localport run ARGUMENTS`` in the background; killed by PID if it outlives the test."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localport", "run", *arguments],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 @pytest.fixture
@@ -277,27 +300,8 @@ def test_kill_never_touches_another_users_process_without_any_user(spawn: Any) -
 
 def test_run_starts_a_server_prints_its_url_and_passes_sigterm_on(tmp_path: Path) -> None:
     (tmp_path / "hello.txt").write_text("hello from localport run")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "localport",
-            "run",
-            "--",
-            sys.executable,
-            "-m",
-            "http.server",
-            "{port}",
-            "--bind",
-            "{host}",
-            "--directory",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    server = [sys.executable, "-m", "http.server", "{port}", "--bind", "{host}"]
+    with background_run("--", *server, "--directory", str(tmp_path)) as process:
         assert process.stderr is not None
         line = process.stderr.readline()
         assert line.startswith("localport: ready: http://127.0.0.1:")
@@ -307,13 +311,6 @@ def test_run_starts_a_server_prints_its_url_and_passes_sigterm_on(tmp_path: Path
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 128 + signal.SIGTERM
         _wait_for(lambda: _gone(server_pid))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_run_of_a_command_that_crashes_says_so_and_exits_5() -> None:
@@ -354,46 +351,17 @@ def test_a_sigterm_while_the_server_starts_stops_it(tmp_path: Path) -> None:
         f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
         "time.sleep(60)\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localport", "run", "--", sys.executable, "-c", slow],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with background_run("--", sys.executable, "-c", slow) as process:
         _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
         server_pid = int(pid_file.read_text())
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 128 + signal.SIGTERM
         _wait_for(lambda: _gone(server_pid))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def test_kill_of_a_run_server_stops_the_server_not_the_launcher() -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "localport",
-            "run",
-            "--",
-            sys.executable,
-            "-m",
-            "http.server",
-            "{port}",
-            "--bind",
-            "127.0.0.1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    server = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+    with background_run("--", *server) as process:
         assert process.stderr is not None
         line = process.stderr.readline()
         port = int(line.split("http://127.0.0.1:")[1].split()[0])
@@ -403,12 +371,6 @@ def test_kill_of_a_run_server_stops_the_server_not_the_launcher() -> None:
         assert f"stopped PID {server_pid};" in result.stderr
         # The launcher saw its server end and left by itself, with the server's status.
         assert process.wait(20) == 128 + signal.SIGTERM
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def test_a_bad_env_name_for_run_is_a_usage_error() -> None:

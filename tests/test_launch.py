@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 import localport
-from helpers import needs_ipv6
+from helpers import LISTENING_CHILD, needs_ipv6
 from localport import (
     PortInUseError,
     ServerStartError,
@@ -300,16 +300,7 @@ time.sleep(600)
 def test_an_explicit_port_another_process_holds_fails_before_anything_starts(
     spawn: Any, tmp_path: Path
 ) -> None:
-    holder = spawn(
-        """
-        import json, socket, sys
-        server = socket.socket()
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        print(json.dumps(server.getsockname()[1]), flush=True)
-        sys.stdin.read()
-        """
-    )
+    holder = spawn(LISTENING_CHILD)
     port = holder.read()
     marker = tmp_path / "started"
     with pytest.raises(PortInUseError) as caught:

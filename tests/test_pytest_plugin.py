@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import localport
+from helpers import LISTENING_CHILD
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -131,16 +132,7 @@ def test_the_fixtures_work_with_pytest_randomly(pytester: pytest.Pytester) -> No
 def test_a_failed_bind_gets_a_report_naming_the_holder(
     pytester: pytest.Pytester, spawn: Any
 ) -> None:
-    holder = spawn(
-        """
-        import json, socket, sys
-        server = socket.socket()
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        print(json.dumps(server.getsockname()[1]), flush=True)
-        sys.stdin.read()
-        """
-    )
+    holder = spawn(LISTENING_CHILD)
     port = holder.read()
     pytester.makepyfile(
         f"""
@@ -259,16 +251,7 @@ def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
 def test_a_failed_bind_in_a_fixture_gets_a_report_too(
     pytester: pytest.Pytester, spawn: Any
 ) -> None:
-    holder = spawn(
-        """
-        import json, socket, sys
-        server = socket.socket()
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        print(json.dumps(server.getsockname()[1]), flush=True)
-        sys.stdin.read()
-        """
-    )
+    holder = spawn(LISTENING_CHILD)
     port = holder.read()
     pytester.makepyfile(
         f"""
