@@ -9,7 +9,7 @@ import socket
 import pytest
 
 import localport
-from localport import LocalportError, LockDirError, NoFreePortError, PortInUseError
+from localport import Holder, LocalportError, LockDirError, NoFreePortError, PortInUseError
 
 
 def round_trip(error: BaseException) -> BaseException:
@@ -17,14 +17,32 @@ def round_trip(error: BaseException) -> BaseException:
     return copy
 
 
+def _listener(pid: int) -> Holder:
+    return Holder(
+        pid=pid,
+        process_name="node",
+        cmdline=("node", "server.js"),
+        username="ana",
+        uid=1000,
+        local_address=("127.0.0.1", 62893),
+        remote_address=None,
+        status="LISTEN",
+        proto="tcp",
+        family=socket.AF_INET,
+        started=1_700_000_000.0,
+        reservation=None,
+    )
+
+
 def test_port_in_use_error_pickles_with_its_port_holders_and_detail() -> None:
-    error = PortInUseError(62893, ("pid 4242", "pid 4243"), detail="by pid 4242 (node server.js)")
+    holders = (_listener(4242), _listener(4243))
+    error = PortInUseError(62893, holders, detail="by pid 4242 (node server.js)")
 
     copy = round_trip(error)
 
     assert type(copy) is PortInUseError
     assert copy.port == 62893
-    assert copy.holders == ("pid 4242", "pid 4243")
+    assert copy.holders == holders
     assert copy.errno == errno.EADDRINUSE
     assert str(copy) == str(error) == "port 62893 is in use by pid 4242 (node server.js)"
     assert copy.strerror == error.strerror

@@ -175,12 +175,9 @@ def test_is_free_probes_by_binding_where_the_kernel_cannot_be_asked(
     foreign: list[socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without netlink sock_diag (other systems, sandboxes) is_free() binds to find out."""
-    from localport import _sockdiag
+    from localport import _platform
 
-    def no_netlink(*args: object, **kwargs: object) -> list[object]:
-        raise OSError("netlink sock_diag is not available here")
-
-    monkeypatch.setattr(_sockdiag, "query", no_netlink)
+    monkeypatch.setattr(_platform, "system", _platform.Portable())
     assert not localport.is_free(_hold(foreign, "127.0.0.1"))
     assert not localport.is_free(_hold(foreign, "127.0.0.1", listen=False))
     with reserve() as reservation:

@@ -13,7 +13,7 @@ import pytest
 import localport
 from helpers import needs_ipv6, time_wait_table_full
 from localport import NoFreePortError, PortInUseError, reserve, reserve_many
-from localport._reserve import sticky_port
+from localport._picker import sticky_port
 
 if TYPE_CHECKING:
     from pathlib import Path

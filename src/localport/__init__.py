@@ -16,34 +16,37 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._errors import LocalportError, LockDirError, NoFreePortError, PortInUseError
-    from ._holders import Holder, listening, who_holds
-    from ._launch import Server, ServerStartError, launch
-    from ._registry import ReservationInfo
-    from ._reserve import (
-        Reservation,
-        ReservationGroup,
-        is_free,
-        reservations,
-        reserve,
-        reserve_many,
+    from ._errors import (
+        AddressNotAvailableError,
+        LocalportError,
+        LockDirError,
+        NoFreePortError,
+        PortInUseError,
+        ServerStartError,
+        WaitTimeoutError,
     )
-    from ._wait import WaitTimeoutError, wait_until_free, wait_until_listening
+    from ._holders import Holder, listening, who_holds
+    from ._launch import Server, launch
+    from ._registry import ReservationInfo
+    from ._reservation import Reservation, ReservationGroup
+    from ._reserve import is_free, reservations, reserve, reserve_many
+    from ._wait import wait_until_free, wait_until_listening
 
     __version__: str
 
 _HOMES = {
+    "AddressNotAvailableError": "_errors",
     "Holder": "_holders",
     "LocalportError": "_errors",
     "LockDirError": "_errors",
     "NoFreePortError": "_errors",
     "PortInUseError": "_errors",
-    "Reservation": "_reserve",
-    "ReservationGroup": "_reserve",
+    "Reservation": "_reservation",
+    "ReservationGroup": "_reservation",
     "ReservationInfo": "_registry",
     "Server": "_launch",
-    "ServerStartError": "_launch",
-    "WaitTimeoutError": "_wait",
+    "ServerStartError": "_errors",
+    "WaitTimeoutError": "_errors",
     "launch": "_launch",
     "wait_until_free": "_wait",
     "wait_until_listening": "_wait",
@@ -56,6 +59,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "AddressNotAvailableError",
     "Holder",
     "LocalportError",
     "LockDirError",

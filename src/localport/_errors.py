@@ -1,9 +1,11 @@
-"""The exceptions localport raises.
+"""The exceptions localport raises, all of them.
 
 Every error derives from :class:`LocalportError` and also from the builtin a caller would
 already catch for the same failure, so ``except OSError`` around a server start keeps working.
 Errors cross process boundaries (pytest-xdist ships them from workers to the controller), so
 each one pickles with its attributes.
+
+This module imports nothing of localport's own at run time: every other module may raise these.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from ._holders import Holder
 
 
 class LocalportError(Exception):
@@ -27,10 +31,11 @@ class PortInUseError(LocalportError, OSError):
     so code that already handles that keeps working.
 
     :ivar port: the port that was asked for.
-    :ivar holders: what is known about who holds it (may be empty when nothing could be learned).
+    :ivar holders: who holds it, as :func:`localport.who_holds` reports them (may be empty
+        when nothing could be learned).
     """
 
-    def __init__(self, port: int, holders: Sequence[Any] = (), *, detail: str = "") -> None:
+    def __init__(self, port: int, holders: Sequence[Holder] = (), *, detail: str = "") -> None:
         self._port = port
         self._holders = tuple(holders)
         self._detail = detail
@@ -41,7 +46,7 @@ class PortInUseError(LocalportError, OSError):
         return self._port
 
     @property
-    def holders(self) -> tuple[Any, ...]:
+    def holders(self) -> tuple[Holder, ...]:
         return self._holders
 
     def _sentence(self) -> str:
@@ -57,7 +62,7 @@ class PortInUseError(LocalportError, OSError):
         return (_rebuild_port_in_use, (self._port, self._holders, self._detail))
 
 
-def _rebuild_port_in_use(port: int, holders: tuple[Any, ...], detail: str) -> PortInUseError:
+def _rebuild_port_in_use(port: int, holders: tuple[Holder, ...], detail: str) -> PortInUseError:
     return PortInUseError(port, holders, detail=detail)
 
 
@@ -105,6 +110,39 @@ def _rebuild_no_free_port(port_range: tuple[int, int], busy: int, count: int) ->
     return NoFreePortError(port_range, busy, count=count)
 
 
+class AddressNotAvailableError(LocalportError, OSError):
+    """The ``host`` a port was asked for is not an address of this machine.
+
+    It is an :class:`OSError` with ``errno.EADDRNOTAVAIL``, the error a ``bind()`` to that
+    address gives. ``reserve(host="192.0.2.7")`` raises it once the kernel has said so; no
+    port is reserved.
+
+    .. versionadded:: 0.2.0
+
+    :ivar host: the address that was asked for.
+    """
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        super().__init__(errno.EADDRNOTAVAIL, self._sentence())
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    def _sentence(self) -> str:
+        return (
+            f"cannot reserve a port for host {self._host!r}: it is not an address of this "
+            "machine (use 127.0.0.1, ::1, 0.0.0.0, :: or an address of one of its interfaces)"
+        )
+
+    def __str__(self) -> str:
+        return self._sentence()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._host,))
+
+
 class LockDirError(LocalportError, OSError):
     """The lock directory is unsafe or unusable.
 
@@ -133,3 +171,64 @@ class LockDirError(LocalportError, OSError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self._lock_dir, self._reason))
+
+
+class WaitTimeoutError(LocalportError, TimeoutError):
+    """A wait for a port ran out of time.
+
+    :ivar port: the port waited for.
+    :ivar timeout: the seconds waited.
+    """
+
+    def __init__(self, port: int, timeout: float, what: str) -> None:
+        self._port = port
+        self._timeout = timeout
+        self._what = what
+        super().__init__(f"port {port}: {what} within {timeout:g} s")
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._port, self._timeout, self._what))
+
+
+class ServerStartError(LocalportError, RuntimeError):
+    """A launched server exited, or never listened on its port.
+
+    :ivar port: the port it was given.
+    :ivar returncode: its exit code, or ``None`` if it was still running (and was stopped).
+    :ivar output: the last lines it printed.
+    """
+
+    def __init__(
+        self, port: int, reason: str, returncode: int | None, output: Sequence[str]
+    ) -> None:
+        self._port = port
+        self._reason = reason
+        self._returncode = returncode
+        self._output = tuple(output)
+        text = f"the server for port {port} {reason}"
+        if self._output:
+            text += "; its last output:\n" + "\n".join(f"  | {line}" for line in self._output)
+        super().__init__(text)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    @property
+    def output(self) -> tuple[str, ...]:
+        return self._output
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._port, self._reason, self._returncode, self._output))

@@ -5,16 +5,23 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
-import sys
 import threading
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
-from ._errors import LocalportError
+from . import _platform
+from ._arguments import (
+    check_command,
+    check_directory,
+    check_env_var,
+    check_environment,
+    check_seconds,
+)
+from ._errors import LocalportError, ServerStartError, WaitTimeoutError
+from ._holders import listening_sockets
 from ._reserve import reserve
-from ._wait import WaitTimeoutError, check_seconds, listeners, wait_until_listening
+from ._wait import wait_until_listening
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -22,46 +29,9 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-    from ._reserve import Reservation
+    from ._reservation import Reservation
 
 _TAIL_LINES = 20
-_WINDOWS = sys.platform == "win32"
-
-
-class ServerStartError(LocalportError, RuntimeError):
-    """A launched server exited, or never listened on its port.
-
-    :ivar port: the port it was given.
-    :ivar returncode: its exit code, or ``None`` if it was still running (and was stopped).
-    :ivar output: the last lines it printed.
-    """
-
-    def __init__(
-        self, port: int, reason: str, returncode: int | None, output: Sequence[str]
-    ) -> None:
-        self._port = port
-        self._reason = reason
-        self._returncode = returncode
-        self._output = tuple(output)
-        text = f"the server for port {port} {reason}"
-        if self._output:
-            text += "; its last output:\n" + "\n".join(f"  | {line}" for line in self._output)
-        super().__init__(text)
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def returncode(self) -> int | None:
-        return self._returncode
-
-    @property
-    def output(self) -> tuple[str, ...]:
-        return self._output
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self._port, self._reason, self._returncode, self._output))
 
 
 class Server:
@@ -122,7 +92,7 @@ class Server:
         Processes it started and left behind in its process group are ended too.
         """
         code = self._process.wait(timeout)
-        _signal_group(self._process, getattr(signal, "SIGKILL", signal.SIGTERM))
+        _platform.system.signal_group(self._process, _platform.system.kill_signal)
         self._finish()
         return code
 
@@ -131,15 +101,16 @@ class Server:
 
         :returns: its exit code (negative: the signal that ended it).
         """
+        system = _platform.system
         if self._process.poll() is None:
-            _signal_group(self._process, signal.SIGTERM)
+            system.signal_group(self._process, signal.SIGTERM)
             try:
                 self._process.wait(timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(self._process, getattr(signal, "SIGKILL", signal.SIGTERM))
+                system.signal_group(self._process, system.kill_signal)
                 self._process.wait()
         # Children that outlived the server (a reloader's worker) go with its group.
-        _signal_group(self._process, getattr(signal, "SIGKILL", signal.SIGTERM))
+        system.signal_group(self._process, system.kill_signal)
         self._finish()
         return self._process.returncode
 
@@ -167,14 +138,6 @@ class Server:
         return f"<Server {self.url} pid={self.pid} {state}>"
 
 
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
-        if _WINDOWS:
-            process.send_signal(signum)
-        else:
-            os.killpg(process.pid, signum)
-
-
 def expand(arguments: Sequence[str], *, port: int, host: str, url: str) -> list[str]:
     """Replace ``{port}``, ``{host}`` and ``{url}`` in each argument (and nothing else)."""
     values = {"{port}": str(port), "{host}": host, "{url}": url}
@@ -185,28 +148,6 @@ def expand(arguments: Sequence[str], *, port: int, host: str, url: str) -> list[
             text = text.replace(key, value)
         expanded.append(text)
     return expanded
-
-
-def _check_command(cmd: object) -> list[str]:
-    if isinstance(cmd, str):
-        cmd = shlex.split(cmd, posix=not _WINDOWS)
-    if isinstance(cmd, (list, tuple)) and cmd and all(isinstance(part, str) for part in cmd):
-        return list(cmd)
-    msg = f"cmd must be a non-empty list of str (or a str to split), got {cmd!r}"
-    raise TypeError(msg)
-
-
-def _check_env_var(value: object) -> list[str]:
-    names = [] if value is None else [value] if isinstance(value, str) else value
-    if not isinstance(names, (list, tuple)) or not all(
-        isinstance(name, str) and name.isidentifier() for name in names
-    ):
-        msg = (
-            "env_var must be an environment variable name such as 'PORT', a list of them, "
-            f"or None; got {value!r}"
-        )
-        raise ValueError(msg)
-    return list(names)
 
 
 def launch(
@@ -245,25 +186,28 @@ def launch(
         then stopped). The error carries its exit code and last output lines.
     :raises PortInUseError: *port* is taken.
     """
-    arguments = _check_command(cmd)
+    system = _platform.system
+    arguments = check_command(cmd, posix=system.posix_shell_words)
     timeout = check_seconds(ready_timeout, "ready_timeout")
-    variables = _check_env_var(env_var)
+    variables = check_env_var(env_var)
+    directory = check_directory(cwd, "cwd")
+    given_environment = check_environment(env)
     reservation = reserve(port, name=name, host=host, port_range=port_range, lock_dir=lock_dir)
     try:
         url = reservation.url()
         command = expand(arguments, port=reservation.port, host=reservation.host, url=url)
-        environment = dict(os.environ if env is None else env)
+        environment = dict(os.environ if given_environment is None else given_environment)
         for variable in variables:
             environment[variable] = str(reservation.port)
         try:
             process = subprocess.Popen(
                 command,
-                cwd=cwd,
+                cwd=directory,
                 env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                start_new_session=not _WINDOWS,
+                start_new_session=system.process_groups,
             )
         except OSError as error:  # no such program, not executable, no such cwd
             reason = f"could not be started: {error.strerror}: {command[0]!r}"
@@ -340,7 +284,7 @@ def _tree(pid: int) -> set[int]:
 
 def _foreign_listener(server: Server) -> str:
     """A sentence if the port's listener is not the launched process (or its children)."""
-    found = listeners(server.port, server.host)
+    found = listening_sockets(server.port, server.host)
     if not found:
         return ""  # asked by connecting (not Linux): the listener cannot be named
     from ._holders import pids_of

@@ -17,12 +17,12 @@ import hashlib
 import json
 import os
 import stat
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import _platform
 from ._errors import LockDirError
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ _LOCK_SUFFIX = ".lock"
 _METADATA_LIMIT = 4096
 # Built once: json.dumps() with non-default options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
-_LINUX = sys.platform.startswith("linux")
-_WINDOWS = sys.platform == "win32"
 # Reads must never block on a FIFO or follow a link someone planted at a lock file's path.
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
@@ -70,28 +68,8 @@ class ReservationInfo:
 
 
 def default_lock_dir() -> str:
-    """``$XDG_RUNTIME_DIR/localport`` when that is set, else ``<tempdir>/localport-<user>``."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
-        return os.path.join(runtime, "localport")
-    if _WINDOWS:
-        # The Windows temporary directory is already per user.
-        return os.path.join(tempfile.gettempdir(), "localport")
-    return os.path.join(tempfile.gettempdir(), f"localport-{os.getuid()}")
-
-
-def check_lock_dir_argument(lock_dir: object) -> str | None:
-    """Validate the ``lock_dir`` argument without I/O."""
-    if lock_dir is None:
-        return None
-    if not isinstance(lock_dir, (str, os.PathLike)):
-        msg = f"lock_dir must be a path (str or os.PathLike) or None, got {type(lock_dir).__name__}"
-        raise TypeError(msg)
-    path = os.fspath(lock_dir)
-    if not isinstance(path, str) or not path:
-        msg = f"lock_dir must be a non-empty text path, got {lock_dir!r}"
-        raise ValueError(msg)
-    return path
+    """The private per-user lock directory used when neither argument nor setting names one."""
+    return _platform.system.default_lock_dir()
 
 
 def _check_directory(path: str, *, private: bool) -> None:
@@ -103,7 +81,7 @@ def _check_directory(path: str, *, private: bool) -> None:
         )
     if not stat.S_ISDIR(info.st_mode):
         raise LockDirError(path, "it is not a directory; remove it or set LOCALPORT_DIR elsewhere")
-    if _WINDOWS:
+    if not _platform.system.posix_permissions:
         return
     uid = os.getuid()
     loose = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
@@ -148,6 +126,10 @@ class LockedPort:
     lock: BaseFileLock
     fd: int
     path: str
+
+    def release(self) -> None:
+        """Let go of the lock (the file stays: lock files are never unlinked)."""
+        self.lock.release()
 
 
 class Registry:
@@ -251,7 +233,7 @@ class Registry:
         if record.get("released") is not None:
             return lease_live(record, now)
         pid = record.get("pid")
-        return isinstance(pid, int) and pid_alive(pid)
+        return isinstance(pid, int) and _platform.system.pid_alive(pid)
 
     # -- sticky names --------------------------------------------------------------------------
 
@@ -317,7 +299,7 @@ class Registry:
 
     def is_reserved(self, port: int, now: float) -> bool:
         """Whether a live reservation or lease covers *port*, read without taking any lock."""
-        held = held_lock_inodes()
+        held = _platform.system.held_lock_inodes()
         if held is None:
             return self.hinted_taken(port, now)
         try:
@@ -332,6 +314,11 @@ class Registry:
             return True
         record = self.read_metadata(port)
         return record is not None and lease_live(record, now)
+
+    def describe(self, port: int) -> ReservationInfo | None:
+        """What the port's record says, live or not: for explaining a refusal."""
+        record = self.read_metadata(port)
+        return None if record is None else _info_from_record(port, record, self.lock_path(port))
 
     def reservation_at(self, port: int) -> ReservationInfo | None:
         """The live reservation (or lease) of *port*, read without taking any lock."""
@@ -348,7 +335,7 @@ class Registry:
     def live(self) -> list[ReservationInfo]:
         """Every live reservation (and live lease) in this directory."""
         now = time.time()
-        held = held_lock_inodes()
+        held = _platform.system.held_lock_inodes()
         result = []
         for port, entry in self.lock_files():
             record = self.read_metadata(port)
@@ -408,101 +395,12 @@ def _info_from_record(port: int, record: dict[str, Any], path: str) -> Reservati
     )
 
 
-def held_lock_inodes() -> set[int] | None:
-    """Inodes of every file with a held ``flock``, from ``/proc/locks`` (Linux only).
-
-    Reading this file takes no lock, so listing reservations never makes a concurrent
-    ``reserve()`` fail the way "try the lock and let go" would. ``None`` elsewhere.
-    """
-    if not _LINUX:
-        return None
-    try:
-        with open("/proc/locks", "rb") as file:
-            lines = file.read().split(b"\n")
-    except OSError:
-        return None
-    inodes = set()
-    for line in lines:
-        # "1: FLOCK  ADVISORY  WRITE 2800 fe:00:2146466 0 EOF"; waiters show "->" and hold nothing.
-        fields = line.split()
-        if len(fields) < 6 or fields[1] != b"FLOCK":  # waiters show "->" there
-            continue
-        device_inode = fields[5].rsplit(b":", 1)
-        if len(device_inode) == 2 and device_inode[1].isdigit():
-            inodes.add(int(device_inode[1]))
-    return inodes
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if _WINDOWS:
-        import psutil
-
-        return bool(psutil.pid_exists(pid))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, belongs to someone else
-    except OSError:
-        return False
-    return True
-
-
 def _record_process_alive(record: dict[str, Any]) -> bool:
     pid = record.get("pid")
-    if not isinstance(pid, int) or not pid_alive(pid):
+    if not isinstance(pid, int):
         return False
     recorded = record.get("process_started")
-    if not isinstance(recorded, (int, float)):
-        return True
-    actual = process_start_time(pid)
     # A different start time means the pid was reused by an unrelated process.
-    return actual is None or abs(actual - recorded) < 1.0
-
-
-_boot_time: float | None = None
-_own_start: tuple[int, float | None] | None = None
-
-
-def process_start_time(pid: int) -> float | None:
-    """When process *pid* started, in seconds since the epoch (``None`` if unknowable)."""
-    if _LINUX:
-        return _linux_start_time(pid)
-    try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:  # noqa: BLE001 - psutil raises a zoo of errors for gone/hidden processes
-        return None
-
-
-def own_start_time() -> float | None:
-    """This process's start time, computed once per process."""
-    global _own_start  # noqa: PLW0603 - a per-process cache; fork gives a new pid, so a new entry
-    pid = os.getpid()
-    if _own_start is None or _own_start[0] != pid:
-        _own_start = (pid, process_start_time(pid))
-    return _own_start[1]
-
-
-def _linux_start_time(pid: int) -> float | None:
-    global _boot_time  # noqa: PLW0603 - boot time does not change while we run
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
-        # The command name may hold spaces and parentheses: fields resume after the last ")".
-        ticks = int(data[data.rindex(b")") + 2 :].split()[19])
-        if _boot_time is None:
-            with open("/proc/stat", "rb") as file:
-                for line in file:
-                    if line.startswith(b"btime "):
-                        _boot_time = float(line.split()[1])
-                        break
-        if _boot_time is None:
-            return None
-        return _boot_time + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
+    return _platform.system.same_process(
+        pid, float(recorded) if isinstance(recorded, (int, float)) else None
+    )

@@ -3,92 +3,49 @@
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from typing import TYPE_CHECKING
 
-from ._errors import LocalportError
-from ._probe import check_proto, normalize_host
-from ._ranges import check_port
+from ._addresses import client_addresses
+
+# Proto (and SocketProto) at run time, not only for type checkers: the API reference
+# resolves them in signatures.
+from ._arguments import (
+    Proto,
+    check_port,
+    check_proto,
+    check_seconds,
+    normalize_host,
+)
+from ._errors import WaitTimeoutError
+from ._holders import listening_sockets, who_holds
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._sockdiag import DiagSocket
 
 _POLL = 0.02
 
 
-class WaitTimeoutError(LocalportError, TimeoutError):
-    """A wait for a port ran out of time.
-
-    :ivar port: the port waited for.
-    :ivar timeout: the seconds waited.
-    """
-
-    def __init__(self, port: int, timeout: float, what: str) -> None:
-        self._port = port
-        self._timeout = timeout
-        self._what = what
-        super().__init__(f"port {port}: {what} within {timeout:g} s")
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self._port, self._timeout, self._what))
-
-
-def check_seconds(value: object, argument: str) -> float:
-    """Validate a duration in seconds (> 0) without I/O, naming *argument* when it is wrong."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"{argument} must be a number of seconds > 0, got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    if not value > 0:
-        msg = f"{argument} must be a number of seconds > 0, got {value!r}"
-        raise ValueError(msg)
-    return float(value)
-
-
-def listeners(port: int, host: str) -> list[DiagSocket] | None:
-    """The sockets listening on *port* that clients of *host* reach.
-
-    ``None`` where the kernel cannot be asked without connecting (no sock_diag): the caller
-    then tries to connect instead.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    from ._holders import listening_sockets
-
-    try:
-        return listening_sockets(port, host)
-    except OSError:
-        return None
-
-
-def _connect_host(host: str) -> list[str]:
-    """Where a client of a server bound to *host* connects."""
-    if host in ("0.0.0.0", "localhost"):
-        return ["127.0.0.1", "::1"] if host == "localhost" else ["127.0.0.1"]
-    if host == "::":
-        return ["::1", "127.0.0.1"]
-    return [host]
-
-
 def accepts_connections(port: int, host: str) -> bool:
-    """Whether a TCP connection to *port* on *host* succeeds right now."""
-    for address in _connect_host(host):
+    """Whether a TCP connection to *port* succeeds right now, where clients of *host* connect."""
+    for _, address in client_addresses(host):
         try:
             with socket.create_connection((address, port), timeout=0.25):
                 return True
         except OSError:
             continue
     return False
+
+
+def is_listening(port: int, host: str) -> bool:
+    """Whether a TCP server listens on *port* where clients of *host* reach it.
+
+    The kernel is asked where it can say (no traffic to the server); elsewhere a connection
+    is attempted.
+    """
+    found = listening_sockets(port, host)
+    return bool(found) if found is not None else accepts_connections(port, host)
 
 
 def wait_until_listening(
@@ -112,12 +69,13 @@ def wait_until_listening(
     """
     port = check_port(port)
     host = normalize_host(host)
+    checked: object = stop_if  # typed callers cannot get this wrong; untyped ones can
+    if checked is not None and not callable(checked):
+        msg = f"stop_if must be a callable returning bool, or None; got {stop_if!r}"
+        raise TypeError(msg)
     deadline = time.monotonic() + check_seconds(timeout, "timeout")
     while True:
-        found = listeners(port, host)
-        if (found if found is not None else accepts_connections(port, host)) or (
-            stop_if is not None and stop_if()
-        ):
+        if is_listening(port, host) or (stop_if is not None and stop_if()):
             return
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(port, timeout, "nothing listened")
@@ -128,7 +86,7 @@ def wait_until_free(
     port: int,
     *,
     host: str = "127.0.0.1",
-    proto: str = "tcp",
+    proto: Proto = "tcp",
     timeout: float = 30.0,
 ) -> None:
     """Return once no process listens on, is bound to, or has reserved *port* any more.
@@ -138,14 +96,12 @@ def wait_until_free(
 
     :raises WaitTimeoutError: the port was still held when the time was up.
     """
-    from ._holders import who_holds
-
     port = check_port(port)
     host = normalize_host(host)
-    check_proto(proto)
+    checked = check_proto(proto)
     deadline = time.monotonic() + check_seconds(timeout, "timeout")
     while True:
-        holders = who_holds(port, proto=proto, host=host)
+        holders = who_holds(port, proto=checked, host=host)
         if all(holder.status == "TIME_WAIT" for holder in holders):
             return
         if time.monotonic() >= deadline:

@@ -22,9 +22,9 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Sequence
 
-    from ._holders import Holder
+    from ._arguments import Proto
     from ._launch import Server
-    from ._reserve import Reservation
+    from ._reservation import Reservation
 
 _RANGE_HELP = "port range to pick from, as LOW-HIGH (default: LOCALPORT_RANGE, else 49152-65535)"
 _DIR_HELP = "lock directory shared with other processes (default: LOCALPORT_DIR, else private)"
@@ -36,7 +36,7 @@ class PortFactory(Protocol):
     """The type of ``port_factory`` and ``session_port_factory``."""
 
     def __call__(
-        self, *, name: str | None = None, proto: str = "tcp", host: str = "127.0.0.1"
+        self, *, name: str | None = None, proto: Proto = "tcp", host: str = "127.0.0.1"
     ) -> int: ...
 
 
@@ -47,7 +47,7 @@ class ReservationFactory(Protocol):
         self,
         *,
         name: str | None = None,
-        proto: str = "tcp",
+        proto: Proto = "tcp",
         host: str = "127.0.0.1",
         guard: bool = True,
     ) -> Reservation: ...
@@ -78,7 +78,7 @@ class _Settings:
         if not text and os.environ.get("LOCALPORT_RANGE", "").strip():
             source, text = "LOCALPORT_RANGE", os.environ["LOCALPORT_RANGE"]
         if text:
-            from ._ranges import parse_range
+            from ._arguments import parse_range
 
             try:
                 self.port_range = parse_range(str(text), source)
@@ -96,24 +96,13 @@ class _Settings:
     def describe(self) -> str:
         import os
 
-        from ._ranges import DEFAULT_RANGE, RANGE_ENV, parse_range
+        from ._ranges import DEFAULT_RANGE
+        from ._registry import default_lock_dir
 
-        if self.port_range is not None:
-            low, high = self.port_range
-        else:
-            env = os.environ.get(RANGE_ENV, "").strip()
-            try:
-                low, high = parse_range(env) if env else DEFAULT_RANGE
-            except ValueError:
-                return f"localport: {RANGE_ENV}={env!r} is not a range like 50000-50999"
-        directory = self.lock_dir or os.environ.get("LOCALPORT_DIR") or _default_dir()
+        # __init__ parsed LOCALPORT_RANGE (or refused it) when no option or ini key was given.
+        low, high = self.port_range or DEFAULT_RANGE
+        directory = self.lock_dir or os.environ.get("LOCALPORT_DIR") or default_lock_dir()
         return f"localport: ports {low}-{high}, lock directory {directory}"
-
-
-def _default_dir() -> str:
-    from ._registry import default_lock_dir
-
-    return default_lock_dir()
 
 
 _SETTINGS_KEY = pytest.StashKey[_Settings]()
@@ -142,7 +131,7 @@ class _Pool:
         self,
         *,
         name: str | None = None,
-        proto: str = "tcp",
+        proto: Proto = "tcp",
         host: str = "127.0.0.1",
         guard: bool = True,
     ) -> Reservation:
@@ -150,7 +139,7 @@ class _Pool:
 
         reservation = reserve(
             name=name,
-            proto=proto,  # type: ignore[arg-type]  # checked by reserve() at run time
+            proto=proto,
             host=host,
             guard=guard,
             port_range=self.settings.port_range,
@@ -159,7 +148,9 @@ class _Pool:
         self.held.append(reservation)
         return reservation
 
-    def port(self, *, name: str | None = None, proto: str = "tcp", host: str = "127.0.0.1") -> int:
+    def port(
+        self, *, name: str | None = None, proto: Proto = "tcp", host: str = "127.0.0.1"
+    ) -> int:
         return self.reserve(name=name, proto=proto, host=host).port
 
     def release(self) -> None:
@@ -391,25 +382,14 @@ def _port_of(error: BaseException, binds: list[tuple[str, int]]) -> int | None:
 
 def _who_text(port: int, settings: _Settings) -> str:
     try:
-        from ._holders import explain, who_holds
+        from ._explain import explain
+        from ._holders import who_holds
+        from .cli._render import holder_line
 
         holders = who_holds(port, proto="both", lock_dir=settings.lock_dir)
     except Exception as error:  # noqa: BLE001 - the report must never fail over diagnostics
         return f"could not find out who holds port {port}: {error}"
     advice = "use the free_port fixture instead of a fixed port"
     lines = [f"port {port} is in use {explain(port, holders, instead=advice)}"]
-    lines.extend(_holder_line(holder) for holder in holders)
+    lines.extend(holder_line(holder) for holder in holders)
     return "\n".join(lines)
-
-
-def _holder_line(holder: Holder) -> str:
-    pid = "?" if holder.pid is None else str(holder.pid)
-    user = holder.username or ("?" if holder.uid is None else f"uid {holder.uid}")
-    address = holder.address_text or "-"
-    named = holder.reservation.name if holder.reservation else None
-    name = f"  localport name {named!r}" if named else ""
-    command = " ".join(holder.command.split())[:100]
-    return (
-        f"  {holder.proto:<4} {holder.status:<11} {address:<16} pid {pid:<8} {user:<10} "
-        f"{command}{name}"
-    )

@@ -9,10 +9,11 @@ is never called: each line there must be an error for mypy, which ``warn_unused_
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 import localport
 from localport import (
+    Holder,
     LocalportError,
     LockDirError,
     NoFreePortError,
@@ -47,7 +48,7 @@ def use_a_reservation() -> None:
         assert_type(reservation, Reservation)
         port: int = assert_type(reservation.port, int)
         assert_type(reservation.host, str)
-        assert_type(reservation.proto, str)
+        assert_type(reservation.proto, Literal["tcp", "udp", "both"])
         assert_type(reservation.name, str | None)
         assert_type(reservation.address, tuple[str, int])
         assert_type(reservation.created, float)
@@ -123,7 +124,7 @@ def explain(error: LocalportError) -> str:
     """What a caller might do with each error's attributes."""
     if isinstance(error, PortInUseError):
         assert_type(error.port, int)
-        assert_type(error.holders, tuple[Any, ...])
+        assert_type(error.holders, tuple[Holder, ...])
         code: int | None = error.errno
         return f"{error.port}: {code}"
     if isinstance(error, NoFreePortError):

@@ -8,7 +8,9 @@ millisecond, and recent kernels include bound-but-inactive TCP sockets in it (th
 among them.
 
 Each answer gives the socket's state, local and remote address, owner uid and inode; which
-process holds the inode is another question (:mod:`localport._processes`).
+process holds the inode is another question (:meth:`Linux.pids_of_inodes
+<localport._platform.linux.Linux.pids_of_inodes>`). Linux only: imported by
+:mod:`localport._platform.linux` and nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ import functools
 import os
 import socket
 import struct
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .portable import SocketRecord
+
+if TYPE_CHECKING:
+    from .._arguments import SocketProto
 
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
@@ -71,23 +78,6 @@ _RTATTR = struct.Struct("=HH")
 _BYTECODE_OP = struct.Struct("=BBH")
 
 
-@dataclass(frozen=True)
-class DiagSocket:
-    """One socket, as sock_diag (or psutil, on the portable path) reports it."""
-
-    family: socket.AddressFamily
-    proto: str
-    state: str
-    local: tuple[str, int]
-    remote: tuple[str, int] | None
-    uid: int | None
-    inode: int
-    #: Known up front on the psutil path; on Linux found from the inode later.
-    pid: int | None = None
-    #: For IPv6 sockets: whether IPV6_V6ONLY is set (``None`` when not reported).
-    v6only: bool | None = None
-
-
 def _port_filter(port: int) -> bytes:
     """Bytecode accepting sockets whose source port is *port* (sport >= port and <= port).
 
@@ -129,10 +119,10 @@ def _address(family: int, raw: bytes) -> str:
 
 def _dump(
     sock: socket.socket, family: int, protocol: int, states: int, port: int | None
-) -> list[DiagSocket]:
-    proto = "tcp" if protocol == socket.IPPROTO_TCP else "udp"
+) -> list[SocketRecord]:
+    proto: SocketProto = "tcp" if protocol == socket.IPPROTO_TCP else "udp"
     sock.send(_request(family, protocol, states, port, 1))
-    found: list[DiagSocket] = []
+    found: list[SocketRecord] = []
     while True:
         data = sock.recv(65536)
         offset = 0
@@ -154,7 +144,7 @@ def _dump(
                 remote_host = _address(msg_family, dst)
                 connected = remote_port != 0
                 found.append(
-                    DiagSocket(
+                    SocketRecord(
                         family=socket.AddressFamily(msg_family),
                         proto=proto,
                         state=_state_name(proto, state, connected=connected),
@@ -188,19 +178,19 @@ def _state_name(proto: str, state: int, *, connected: bool) -> str:
     return TCP_STATES.get(state, f"STATE_{state}")
 
 
-def query(port: int | None, proto: str, *, states: int = _ALL_STATES) -> list[DiagSocket]:
+def query(port: int | None, proto: SocketProto, *, states: int = _ALL_STATES) -> list[SocketRecord]:
     """Every IPv4 and IPv6 socket of *proto* on local *port* (every port when ``None``).
 
     :param states: a bit mask of TCP states (``1 << state``; see :data:`TCP_PHASES`); UDP
         sockets are always all returned.
 
-    :raises OSError: when netlink sock_diag is not available (not Linux, no ``inet_diag``
-        module, a sandbox that forbids netlink); callers fall back to psutil.
+    :raises OSError: when netlink sock_diag is not available (no ``inet_diag`` module, a
+        sandbox that forbids netlink); callers fall back to psutil.
     """
     protocol = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
     if proto == "udp":
         states = _ALL_STATES
-    found: list[DiagSocket] = []
+    found: list[SocketRecord] = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as sock:
         for family in (socket.AF_INET, socket.AF_INET6):
             try:

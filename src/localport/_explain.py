@@ -1,0 +1,159 @@
+"""Every sentence localport says about who holds a port.
+
+:func:`explain` turns holders into what follows "port N is in use": who, where, since when, and
+what to do. :func:`reservation_sentence` describes a localport reservation, for holders and for
+the refusals of :func:`localport.reserve` alike. Nothing here does I/O beyond asking which
+process this is: the facts arrive as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._holders import Holder
+    from ._registry import ReservationInfo
+
+#: Advice for the Python API; the command line and the pytest plugin pass their own.
+USE_ANOTHER_PORT = "call reserve() without a port"
+_TIME_WAIT_SECONDS = 60  # Linux TCP_TIMEWAIT_LEN; other systems use 30-120 s
+
+
+def explain(
+    port: int,
+    holders: Sequence[Holder],
+    *,
+    host: str | None = None,
+    instead: str = USE_ANOTHER_PORT,
+) -> str:
+    """What follows "port N is in use": who holds it and what to do, in one sentence.
+
+    Special cases get their own sentence: TIME_WAIT leftovers only, another user's process
+    whose PID cannot be read, a listener on IPv6 only, a localport reservation not yet bound.
+    """
+    if not holders:
+        return (
+            "(no holder visible from here: it may be in another network namespace or "
+            "container, or was freed a moment ago)"
+        )
+    live = [h for h in holders if h.status != "TIME_WAIT"]
+    if not live:
+        return (
+            f"only by TIME_WAIT leftovers of closed connections; it is free again within "
+            f"{_TIME_WAIT_SECONDS} s, and a server that sets SO_REUSEADDR can bind it now"
+        )
+    first = live[0]
+    if first.status == "RESERVED" and first.reservation is not None:
+        return reservation_sentence(first.reservation, command=first.command, instead=instead)
+    text = f"by {_who(first)}"
+    where = _where(first, host)
+    if where:
+        text += f", {where}"
+    if first.started is not None and first.pid is not None:
+        text += time.strftime(" since %H:%M", time.localtime(first.started))
+    text += _advice(first, instead)
+    others = len({h.pid for h in live if h.pid != first.pid})
+    if others == 1:
+        text += " (1 other process holds it too)"
+    elif others:
+        text += f" ({others} other processes hold it too)"
+    return text
+
+
+def reservation_sentence(
+    info: ReservationInfo, *, command: str = "", instead: str | None = None
+) -> str:
+    """A localport reservation in words: who made it, and its lease if it has one.
+
+    With *instead* (advice such as "call reserve() without a port"), the sentence goes on to
+    say what to do; without, it is the bare parenthesis a refusal carries.
+    """
+    named = f"name {info.name!r}, " if info.name else ""
+    own = info.pid == os.getpid()
+    who = f"{named}this process" if own else f"{named}PID {info.pid}"
+    if command and not own:
+        who += f", {short_command(command)}"
+    if info.lease_until is not None:
+        until = time.strftime("%H:%M:%S", time.localtime(info.lease_until))
+        text = f"(leased by localport until {until}: {who})"
+        return f"{text}; {instead}" if instead else text
+    text = f"(reserved by localport: {who})"
+    if instead:
+        text += f" but nothing listens on it yet; release that reservation or {instead}"
+    return text
+
+
+#: A lock held by a process that has not described itself yet.
+RESERVATION_BEING_MADE = "(reserved by localport: a reservation is being made)"
+
+
+def busy_address(endpoint_text: str, proto: str) -> str:
+    """Where a probe found a port busy, when nobody could be named: ``on 127.0.0.1 (tcp)``."""
+    return f"on {endpoint_text} ({proto})"
+
+
+def short_command(command: str, limit: int = 80) -> str:
+    """The command on one line (a ``python -c`` script has newlines), cut to *limit*."""
+    command = " ".join(command.split())
+    return command if len(command) <= limit else command[: limit - 3] + "..."
+
+
+def _who(holder: Holder) -> str:
+    if holder.pid == os.getpid():
+        return "this process"
+    if holder.pid is None:
+        uid = "an unknown user" if holder.uid is None else f"uid {holder.uid}"
+        user = f" ({holder.username})" if holder.username else ""
+        return f"a process of {uid}{user}, pid unknown: run as root to see which process"
+    details = [part for part in (short_command(holder.command),) if part]
+    if holder.username:
+        details.append(f"user {holder.username}")
+    if holder.reservation is not None and holder.reservation.name:
+        details.append(f"localport name {holder.reservation.name!r}")
+    inside = f" ({', '.join(details)})" if details else ""
+    return f"PID {holder.pid}{inside}"
+
+
+_VERBS = {
+    "LISTEN": "listening on",
+    "BOUND": "bound (not listening) to",
+    "ESTABLISHED": "connected on",
+    "CONNECTED": "connected on",
+}
+
+
+def _where(holder: Holder, host: str | None) -> str:
+    if holder.local_address is None:
+        return ""
+    text = f"{_VERBS.get(holder.status, f'{holder.status} on')} {holder.address_text}"
+    if holder.status == "ESTABLISHED" and holder.remote_address is not None:
+        remote_host, remote_port = holder.remote_address
+        remote = f"[{remote_host}]" if ":" in remote_host else remote_host
+        text = f"using it for a connection with {remote}:{remote_port}"
+    elif (
+        holder.family == socket.AF_INET6
+        and holder.v6only
+        and holder.local_address[0] in ("::1", "::")
+    ):
+        ipv4_consumer = host is None or ":" not in host
+        if ipv4_consumer:
+            text += (
+                " (IPv6 only; 'localhost' may resolve to it, so a server on 127.0.0.1 "
+                "would get only part of its clients)"
+            )
+    return text
+
+
+def _advice(holder: Holder, instead: str) -> str:
+    if holder.status == "ESTABLISHED":
+        return f"; it frees when that connection closes, or {instead}"
+    if holder.pid == os.getpid():
+        return f"; close that socket first, or {instead}"
+    if holder.pid is None:
+        return f"; {instead} to get a free one"
+    return f"; stop it with `kill {holder.pid}` or {instead}"

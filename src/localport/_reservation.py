@@ -1,0 +1,349 @@
+"""A held port: :class:`Reservation`, :class:`ReservationGroup`, and the live set that keeps
+every reservation of this process referenced until it is released or the process exits."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any, overload
+
+from . import _platform
+from ._addresses import SOCKET_KINDS, bind_address, url_host
+
+# Proto (and SocketProto) at run time, not only for type checkers: the API reference
+# resolves them in signatures.
+from ._arguments import (
+    Proto,
+    SocketProto,
+    check_backlog,
+    check_lease,
+    check_socket_proto,
+    check_text,
+)
+from ._errors import LocalportError
+from ._registry import Registry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from ._registry import LockedPort
+
+# The class below has a method named socket(); annotations inside it use this alias.
+SocketType = socket.socket
+
+
+class _LiveSet:
+    """Every reservation of this process that is not released yet.
+
+    Dropping the last reference to a held lock releases it. Users will write
+    ``port = reserve().port``, so every live reservation is referenced from here until
+    release() or interpreter exit; at exit, each is released. A forked child gets a copy of
+    this set, but the reservations are the parent's: the child forgets them, closing only
+    its own copies of their descriptors (a child's unlock would free the parent's lock).
+    """
+
+    def __init__(self) -> None:
+        self._reservations: set[Reservation] = set()
+        self._mutex = threading.Lock()
+
+    def add(self, reservation: Reservation) -> None:
+        with self._mutex:
+            self._reservations.add(reservation)
+
+    def discard(self, reservation: Reservation) -> None:
+        with self._mutex:
+            self._reservations.discard(reservation)
+
+    def release_all(self) -> None:
+        with self._mutex:
+            pending = list(self._reservations)
+        for reservation in pending:
+            with contextlib.suppress(Exception):
+                reservation.release()
+
+    def forget_after_fork(self) -> None:
+        # A mutex held by another thread at fork time would never be released in the child.
+        self._mutex = threading.Lock()
+        for reservation in list(self._reservations):
+            reservation._forget_after_fork()  # noqa: SLF001 - the set owns its reservations
+        self._reservations.clear()
+
+
+LIVE = _LiveSet()
+atexit.register(LIVE.release_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=LIVE.forget_after_fork)
+
+
+class Reservation:
+    """A port held for this process until :meth:`release` (or exit).
+
+    While it lives, no other process using the same lock directory gets this port, and (with
+    the guard on) the kernel will not hand it out as the source port of an outgoing connection.
+    Bind your server inside the ``with`` block, or take the ready socket from :meth:`socket` /
+    :meth:`listen`. Garbage collection does not release it: ``port = reserve().port`` keeps the
+    port reserved until the process exits.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_created",
+        "_guards",
+        "_host",
+        "_locked",
+        "_mutex",
+        "_name",
+        "_owner_pid",
+        "_port",
+        "_proto",
+        "_record",
+        "_released",
+    )
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        host: str,
+        proto: Proto,
+        name: str | None,
+        locked: LockedPort,
+        guards: tuple[socket.socket, ...],
+        record: dict[str, Any],
+    ) -> None:
+        self._port = port
+        self._host = host
+        self._proto: Proto = proto
+        self._name = name
+        self._locked: LockedPort | None = locked
+        self._guards = guards
+        self._record = record
+        self._created = float(record["created"])
+        self._owner_pid = os.getpid()
+        self._released = False
+        self._mutex = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        """The reserved port."""
+        return self._port
+
+    @property
+    def host(self) -> str:
+        """The address the server is meant to bind (as given, normalized)."""
+        return self._host
+
+    @property
+    def proto(self) -> Proto:
+        """``"tcp"``, ``"udp"`` or ``"both"``."""
+        return self._proto
+
+    @property
+    def name(self) -> str | None:
+        """The sticky name, or ``None``."""
+        return self._name
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``, ready for ``bind()``."""
+        return self._host, self._port
+
+    @property
+    def created(self) -> float:
+        """When the reservation was made, in seconds since the epoch."""
+        return self._created
+
+    @property
+    def lock_path(self) -> str | None:
+        """The lock file that holds the reservation (``None`` once released)."""
+        locked = self._locked
+        return locked.path if locked is not None else None
+
+    @property
+    def released(self) -> bool:
+        """Whether :meth:`release` has run."""
+        return self._released
+
+    @property
+    def guarded(self) -> bool:
+        """Whether a guard socket keeps outgoing connections off the port, for every protocol.
+
+        False with ``guard=False``, where no guard address exists (no IPv6 for some hosts),
+        and for UDP on a wildcard host, where every guard would collide with the server.
+        """
+        return bool(self._record.get("guarded")) and not self._released
+
+    def url(self, scheme: str = "http") -> str:
+        """A URL that reaches a server on this reservation from this machine.
+
+        A wildcard host maps to the loopback address of its family (``0.0.0.0`` to
+        ``127.0.0.1``, ``::`` to ``[::1]``).
+        """
+        check_text(scheme, "scheme", "http")
+        return f"{scheme}://{url_host(self._host)}:{self._port}"
+
+    def socket(self, proto: SocketProto | None = None) -> socket.socket:
+        """A new socket bound to the reserved address: the zero-gap handoff.
+
+        The socket has ``SO_REUSEADDR`` (as servers set it), is IPv6-only for an IPv6 host other
+        than ``::`` (which is dual-stack), and belongs to the caller, who closes it. Pass its
+        ``fileno()`` to a server that takes a descriptor (uvicorn ``--fd``, gunicorn ``fd://``),
+        with ``subprocess.Popen(..., pass_fds=[fd])``.
+
+        :param proto: ``"tcp"`` or ``"udp"``; needed only for a reservation of ``"both"``.
+        :raises LocalportError: if the reservation was released.
+        """
+        kind = SOCKET_KINDS[self._socket_proto(proto)]
+        if self._released:
+            msg = f"the reservation of port {self._port} was released; reserve again"
+            raise LocalportError(msg)
+        family, address = bind_address(self._host)
+        sock = socket.socket(family, kind)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(address != "::"))
+            _platform.system.set_shared_address(sock)
+            sock.bind((address, self._port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def listen(self, backlog: int = 128) -> SocketType:
+        """A TCP socket bound to the reserved address and already listening.
+
+        :param backlog: the ``listen()`` backlog, a positive int.
+        """
+        backlog = check_backlog(backlog)
+        if self._proto == "udp":
+            msg = "listen() needs a TCP reservation; this one is proto='udp' (use socket())"
+            raise ValueError(msg)
+        sock = self.socket("tcp")
+        try:
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _socket_proto(self, proto: object) -> SocketProto:
+        if proto is None:
+            if self._proto == "both":
+                msg = "proto must be 'tcp' or 'udp' for a reservation of both protocols"
+                raise ValueError(msg)
+            return self._proto
+        checked = check_socket_proto(proto)
+        if self._proto not in (checked, "both"):
+            msg = f"this reservation is proto={self._proto!r}, not {checked!r}"
+            raise ValueError(msg)
+        return checked
+
+    def release(self, *, lease: float = 0.0) -> None:
+        """Give the port back. Safe to call more than once, from any thread.
+
+        :param lease: keep other localport users off the port for this many seconds after
+            release, for handing the number to a process that will bind it a little later.
+            The guard socket is closed either way, so that process can bind.
+
+        In a forked child this does nothing: the reservation belongs to the parent.
+        """
+        lease = check_lease(lease)
+        with self._mutex:
+            if self._released or os.getpid() != self._owner_pid:
+                return
+            self._released = True
+            locked, self._locked = self._locked, None
+            guards, self._guards = self._guards, ()
+        for guard in guards:
+            guard.close()
+        if locked is not None:
+            now = time.time()
+            record = dict(self._record, released=now, lease_until=now + lease if lease else None)
+            with contextlib.suppress(OSError):
+                Registry.write_metadata(locked.fd, record)
+            locked.release()
+        LIVE.discard(self)
+
+    def _forget_after_fork(self) -> None:
+        # Closing the child's copies of the guard sockets leaves the parent's bound.
+        for guard in self._guards:
+            guard.close()
+        self._guards = ()
+        self._locked = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        name = f" name={self._name!r}" if self._name is not None else ""
+        state = "released" if self._released else "held"
+        return (
+            f"<Reservation port={self._port} proto={self._proto!r} host={self._host!r}{name}"
+            f" {state}>"
+        )
+
+
+class ReservationGroup:
+    """Several reservations made together by :func:`reserve_many`, released together."""
+
+    __slots__ = ("_reservations",)
+
+    def __init__(self, reservations: Sequence[Reservation]) -> None:
+        self._reservations = tuple(reservations)
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """The reserved ports, in order."""
+        return tuple(r.port for r in self._reservations)
+
+    @property
+    def released(self) -> bool:
+        """Whether every reservation of the group has been released."""
+        return all(r.released for r in self._reservations)
+
+    def release(self) -> None:
+        """Release every reservation of the group (idempotent)."""
+        for reservation in self._reservations:
+            reservation.release()
+
+    def __len__(self) -> int:
+        return len(self._reservations)
+
+    def __iter__(self) -> Iterator[Reservation]:
+        return iter(self._reservations)
+
+    @overload
+    def __getitem__(self, index: int) -> Reservation: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Reservation, ...]: ...
+    def __getitem__(self, index: int | slice) -> Reservation | tuple[Reservation, ...]:
+        return self._reservations[index]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<ReservationGroup ports={list(self.ports)}>"

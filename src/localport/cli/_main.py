@@ -1,0 +1,297 @@
+"""The parser, the exit codes, and :func:`main`, which turns every failure into one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .._arguments import check_port, check_seconds
+from .._errors import (
+    AddressNotAvailableError,
+    LocalportError,
+    LockDirError,
+    NoFreePortError,
+    PortInUseError,
+    ServerStartError,
+)
+from ._render import say
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+EXIT_OK = 0
+EXIT_NO = 1  # who: nothing holds it; release/kill: nothing to act on
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3  # the port is in use, or no port is free
+EXIT_REFUSED = 4  # another user's process, or not confirmed
+EXIT_START_FAILED = 5  # run: the command exited or never listened
+EXIT_LOCK_DIR = 6
+EXIT_SYSTEM = 7  # the system refused: a file, socket or process error
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a reader that went away
+
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    success (who: something holds the port)
+  {EXIT_NO}    nothing to report or act on (who: nothing holds it; release, kill: no holder)
+  {EXIT_USAGE}    bad arguments (also a --host that is not an address of this machine)
+  {EXIT_UNAVAILABLE}    the port is in use, or no port is free in the range
+  {EXIT_REFUSED}    refused: another user's process, or not confirmed
+  {EXIT_START_FAILED}    run: the command exited or did not listen in time
+  {EXIT_LOCK_DIR}    the lock directory is unsafe or unusable
+  {EXIT_SYSTEM}    the system refused (a file, socket or process error, named on stderr)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C) before finishing
+  {EXIT_BROKEN_PIPE}  the reader of the output went away (e.g. `| head -1`)
+  run exits with the command's own exit code once it has started."""
+
+HOLD_COMMAND = "_hold"
+SIGNAL_NAMES = ("TERM", "INT", "HUP", "KILL", "QUIT", "USR1", "USR2")
+
+
+class CommandError(Exception):
+    """A one-line error for stderr, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"localport: error: {message}\n")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked.
+
+    ``importlib.metadata`` costs about 100 ms to import: building the version string into the
+    parser made every command pay it.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        import localport
+
+        print(f"localport {localport.__version__}")
+        parser.exit(EXIT_OK)
+
+
+def _argument_type(check: Callable[[Any], Any], convert: Callable[[str], Any], what: str) -> Any:
+    """An argparse type: *convert* the text, then *check* it with the API's own checks."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check(convert(text))
+        except (TypeError, ValueError):
+            msg = f"expected {what}, not {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+
+    return parse
+
+
+def _int10(text: str) -> int:
+    return int(text, 10)
+
+
+port_type = _argument_type(check_port, _int10, "a port, a number from 1 to 65535")
+seconds_type = _argument_type(
+    lambda value: check_seconds(value, "SECONDS"), float, "a number of seconds > 0"
+)
+
+
+def variable_type(text: str) -> str:
+    if not text.isidentifier():
+        msg = f"an environment variable name is letters, digits and _, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def signal_type(text: str) -> signal.Signals:
+    name = text.upper().removeprefix("SIG")
+    if name.isdigit():
+        try:
+            return signal.Signals(int(name))
+        except ValueError:
+            pass
+    elif hasattr(signal, f"SIG{name}"):
+        return signal.Signals(getattr(signal, f"SIG{name}"))
+    msg = f"unknown signal {text!r}; use one of {', '.join(SIGNAL_NAMES)} or a number"
+    raise argparse.ArgumentTypeError(msg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="localport",
+        description="Reserve free local ports, and see who holds a busy one.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=_VersionAction)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    reserve = command(
+        "reserve",
+        "reserve a free port and print it",
+        "Reserve a free port (or PORT) and print it on stdout. Without --hold the reservation "
+        "ends when this command does, which is only useful as a check: use --hold to keep the "
+        "port for a server that a script starts next, e.g.\n"
+        "  PORT=$(localport reserve --name api --hold 30)",
+    )
+    reserve.add_argument("port", nargs="?", type=port_type, help="this port instead of a free one")
+    reserve.add_argument("--name", help="sticky name: the same port next time while free")
+    reserve.add_argument("--udp", action="store_true", help="reserve for UDP instead of TCP")
+    reserve.add_argument("--host", default="127.0.0.1", help="the address the server binds")
+    reserve.add_argument(
+        "--hold",
+        type=seconds_type,
+        metavar="SECONDS",
+        help="leave a background holder that keeps the port until another process listens "
+        "on it, or SECONDS pass (end it early with `localport release PORT`)",
+    )
+    reserve.add_argument("--json", action="store_true", help="print JSON instead of the port")
+
+    who = command(
+        "who",
+        "show who holds a port",
+        "Show which process holds PORT: PID, user, command, address, state, since when.",
+    )
+    who.add_argument("port", type=port_type)
+    who.add_argument("--udp", action="store_true", help="UDP instead of TCP")
+    who.add_argument("--json", action="store_true")
+
+    listing = command(
+        "list",
+        "list reservations (and, with --all, every listening port)",
+        "List localport's live reservations; --all adds every listening local port with its "
+        "owner, and marks those reachable from the network.",
+    )
+    listing.add_argument("--all", action="store_true", help="add every listening port")
+    listing.add_argument("--json", action="store_true")
+
+    kill = command(
+        "kill",
+        "stop the process holding a port",
+        "Stop the process that holds PORT: SIGTERM (or --signal), then SIGKILL after "
+        "--timeout seconds. Asks first on a terminal unless --yes; never touches another "
+        "user's process (even as root) unless --any-user.",
+    )
+    kill.add_argument("port", type=port_type)
+    kill.add_argument("--signal", type=signal_type, default=signal.SIGTERM, metavar="SIGNAL")
+    kill.add_argument("--timeout", type=seconds_type, default=5.0, metavar="SECONDS")
+    kill.add_argument("--yes", action="store_true", help="do not ask")
+    kill.add_argument("--any-user", action="store_true", help="allow other users' processes")
+    kill.add_argument("--udp", action="store_true", help="UDP instead of TCP")
+
+    release = command(
+        "release", "end a `reserve --hold`", "End the holder `reserve --hold` left on PORT."
+    )
+    release.add_argument("port", type=port_type)
+
+    run = command(
+        "run",
+        "start a dev server on a reserved port",
+        "Reserve a port, start CMD with {port}, {host} and {url} replaced and PORT set, wait "
+        "until it listens, print its URL, and pass Ctrl-C and SIGTERM on to it, e.g.\n"
+        "  localport run -- python -m http.server {port} --bind 127.0.0.1",
+    )
+    run.add_argument("--name", help="sticky name: the same port on the next run while free")
+    run.add_argument("--port", type=port_type, help="this port instead of a free one")
+    run.add_argument("--host", default="127.0.0.1", help="the address the server binds")
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=variable_type,
+        metavar="VAR",
+        help="also set VAR to the port",
+    )
+    run.add_argument("--ready-timeout", type=seconds_type, default=30.0, metavar="SECONDS")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+
+    hold = commands.add_parser(HOLD_COMMAND)  # the background holder of `reserve --hold`
+    hold.add_argument("--port", type=port_type)
+    hold.add_argument("--name")
+    hold.add_argument("--host", default="127.0.0.1")
+    hold.add_argument("--proto", default="tcp")
+    hold.add_argument("--seconds", type=seconds_type, required=True)
+    hold.add_argument("--report-fd", type=int, required=True)
+    return parser
+
+
+#: Each command's module (in this package) and function; imported only when it runs.
+_HANDLERS = {
+    "reserve": ("_hold", "reserve_command"),
+    HOLD_COMMAND: ("_hold", "hold_command"),
+    "release": ("_hold", "release_command"),
+    "who": ("_show", "who_command"),
+    "list": ("_show", "list_command"),
+    "kill": ("_kill", "kill_command"),
+    "run": ("_run", "run_command"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``localport`` command; returns its exit code.
+
+    Every failure is one line on stderr and an exit code from ``localport --help``: never a
+    traceback.
+    """
+    arguments = build_parser().parse_args(argv)
+    module, function = _HANDLERS[arguments.command]
+    handler = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+    try:
+        code: int = handler(arguments)
+        sys.stdout.flush()
+    except CommandError as failure:
+        say(str(failure))
+        return failure.code
+    except BrokenPipeError:
+        return _reader_went_away()
+    except (PortInUseError, NoFreePortError) as error:
+        say(str(error))
+        return EXIT_UNAVAILABLE
+    except LockDirError as error:
+        say(str(error))
+        return EXIT_LOCK_DIR
+    except AddressNotAvailableError as error:
+        say(str(error))
+        return EXIT_USAGE
+    except ServerStartError as error:
+        say(str(error))
+        return EXIT_START_FAILED
+    except (ValueError, TypeError) as error:
+        say(str(error))
+        return EXIT_USAGE
+    except (LocalportError, OSError) as error:
+        say(str(error) or type(error).__name__)
+        return EXIT_SYSTEM
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return code
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe: stop quietly, as ``cat`` does.
+
+    Whatever is still buffered would fail again when the interpreter flushes stdout at exit,
+    printing a traceback there; pointing stdout at /dev/null drops it.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE

@@ -1,0 +1,135 @@
+"""How the command line shows things: holders and reservations as tables, JSON and lines.
+
+The pytest plugin's EADDRINUSE report uses :func:`holder_line` too, so a holder reads the same
+in a terminal and in a test report.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+import time
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .._holders import Holder
+    from .._registry import ReservationInfo
+
+#: The advice the command line gives where the Python API says "call reserve() without a port".
+USE_ANOTHER_PORT = "use another port (`localport reserve` picks a free one)"
+
+
+def say(message: str) -> None:
+    """One line of diagnostics on stderr."""
+    print(f"localport: {message}", file=sys.stderr)
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def holder_json(holder: Holder) -> dict[str, Any]:
+    family = {2: "IPv4", 10: "IPv6"}.get(int(holder.family), "IPv6") if holder.family else None
+    return {
+        "pid": holder.pid,
+        "process_name": holder.process_name,
+        "cmdline": list(holder.cmdline),
+        "username": holder.username,
+        "uid": holder.uid,
+        "local_address": list(holder.local_address) if holder.local_address else None,
+        "remote_address": list(holder.remote_address) if holder.remote_address else None,
+        "status": holder.status,
+        "proto": holder.proto,
+        "family": family,
+        "v6only": holder.v6only,
+        "started": holder.started,
+        "reservation": reservation_json(holder.reservation) if holder.reservation else None,
+    }
+
+
+def reservation_json(info: ReservationInfo) -> dict[str, Any]:
+    return {
+        "port": info.port,
+        "proto": info.proto,
+        "host": info.host,
+        "name": info.name,
+        "pid": info.pid,
+        "process_started": info.process_started,
+        "created": info.created,
+        "lease_until": info.lease_until,
+        "guarded": info.guarded,
+    }
+
+
+def table(rows: list[list[str]], out: IO[str]) -> None:
+    """Left-aligned columns two spaces apart; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
+
+
+def since(started: float | None) -> str:
+    if started is None:
+        return "-"
+    if time.time() - started < 86400:
+        return time.strftime("%H:%M:%S", time.localtime(started))
+    return time.strftime("%Y-%m-%d", time.localtime(started))
+
+
+def one_line(command: str, limit: int) -> str:
+    """A command line on one line, cut to *limit* characters."""
+    return " ".join(command.split())[:limit]
+
+
+def holder_rows(holders: Sequence[Holder], *, exposure: bool = False) -> list[list[str]]:
+    header = ["PID", "USER", "PROTO", "ADDRESS", "STATE", "SINCE", "NAME", "COMMAND"]
+    rows = [[*header, "REACHABLE"] if exposure else header]
+    for holder in holders:
+        address = "-"
+        if holder.local_address is not None:
+            address = f"{holder.address_text}:{holder.local_address[1]}"
+        user = holder.username or ("-" if holder.uid is None else str(holder.uid))
+        name = holder.reservation.name if holder.reservation and holder.reservation.name else "-"
+        row = [
+            "?" if holder.pid is None else str(holder.pid),
+            user,
+            holder.proto,
+            address,
+            holder.status,
+            since(holder.started),
+            name,
+            one_line(holder.command, 60) or "-",
+        ]
+        if exposure:
+            row.append("network" if exposed(holder) else "local")
+        rows.append(row)
+    return rows
+
+
+def exposed(holder: Holder) -> bool:
+    """Whether a listener answers other machines (it is not bound to a loopback address)."""
+    if holder.local_address is None:
+        return False
+    try:
+        return not ipaddress.ip_address(holder.local_address[0]).is_loopback
+    except ValueError:
+        return True
+
+
+def holder_line(holder: Holder) -> str:
+    """One holder on one line, for a test report."""
+    pid = "?" if holder.pid is None else str(holder.pid)
+    user = holder.username or ("?" if holder.uid is None else f"uid {holder.uid}")
+    address = holder.address_text or "-"
+    named = holder.reservation.name if holder.reservation else None
+    name = f"  localport name {named!r}" if named else ""
+    return (
+        f"  {holder.proto:<4} {holder.status:<11} {address:<16} pid {pid:<8} {user:<10} "
+        f"{one_line(holder.command, 100)}{name}"
+    )
