@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -17,6 +18,11 @@ def has_ipv6() -> bool:
 
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this machine")
+
+#: For tests that act as another user (``spawn(LISTENING_CHILD, "nobody")``): only root may.
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root"
+)
 
 
 def time_wait_table_full() -> bool:
@@ -38,9 +44,15 @@ def time_wait_table_full() -> bool:
 
 
 #: A child for the ``spawn`` fixture: it listens on 127.0.0.1, on a port the kernel picks,
-#: prints that port as JSON, and holds it until its stdin closes.
+#: prints that port as JSON, and holds it until its stdin closes. Given the argument ``nobody``
+#: (``spawn(LISTENING_CHILD, "nobody")``, root only) it first becomes user and group 65534, so
+#: the socket it then opens is nobody's.
 LISTENING_CHILD = """
-    import json, socket, sys
+    import json, os, socket, sys
+    if len(sys.argv) > 1 and sys.argv[1] == "nobody":
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()

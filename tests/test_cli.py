@@ -17,24 +17,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import localport
+from helpers import LISTENING_CHILD, has_ipv6, needs_root
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
-
-LISTENER = """
-    import json, os, socket, sys
-    if len(sys.argv) > 1 and sys.argv[1] == "nobody":
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    print(json.dumps(server.getsockname()[1]), flush=True)
-    sys.stdin.read()
-"""
 
 
 def run(*arguments: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -122,7 +110,7 @@ def test_reserve_prints_a_port_and_json() -> None:
 
 
 def test_reserve_of_a_busy_port_is_one_line_and_exit_3(spawn: Any) -> None:
-    child = spawn(LISTENER)
+    child = spawn(LISTENING_CHILD)
     port = child.read()
     result = run("reserve", str(port))
     assert result.returncode == 3
@@ -196,7 +184,7 @@ def test_release_refuses_what_is_not_a_hold(spawn: Any) -> None:
 
 
 def test_who_names_the_holder_of_a_port(spawn: Any) -> None:
-    child = spawn(LISTENER)
+    child = spawn(LISTENING_CHILD)
     port = child.read()
     result = run("who", str(port))
     assert result.returncode == 0
@@ -227,12 +215,10 @@ def test_who_exits_1_when_nothing_holds_the_port() -> None:
 
 
 def test_who_explains_a_listener_on_ipv6_loopback_only(spawn: Any) -> None:
-    from helpers import has_ipv6
-
     if not has_ipv6():
         pytest.skip("no IPv6 loopback")
     child = spawn(
-        LISTENER.replace('"127.0.0.1"', '"::1"').replace(
+        LISTENING_CHILD.replace('"127.0.0.1"', '"::1"').replace(
             "socket.socket()", "socket.socket(socket.AF_INET6)"
         )
     )
@@ -245,9 +231,9 @@ def test_who_explains_a_listener_on_ipv6_loopback_only(spawn: Any) -> None:
 
 
 def test_list_all_marks_what_the_network_can_reach(spawn: Any) -> None:
-    local = spawn(LISTENER)
+    local = spawn(LISTENING_CHILD)
     local_port = local.read()
-    wildcard = spawn(LISTENER.replace('"127.0.0.1"', '"0.0.0.0"'))
+    wildcard = spawn(LISTENING_CHILD.replace('"127.0.0.1"', '"0.0.0.0"'))
     wildcard_port = wildcard.read()
     report = json.loads(run("list", "--all", "--json").stdout)
     by_port = {entry["local_address"][1]: entry for entry in report["listening"]}
@@ -260,7 +246,7 @@ def test_list_all_marks_what_the_network_can_reach(spawn: Any) -> None:
 
 
 def test_kill_stops_the_holder_and_reports_the_port_free(spawn: Any) -> None:
-    child = spawn(LISTENER)
+    child = spawn(LISTENING_CHILD)
     port = child.read()
     result = run("kill", str(port), "--yes")
     assert result.returncode == 0, result.stderr
@@ -270,7 +256,7 @@ def test_kill_stops_the_holder_and_reports_the_port_free(spawn: Any) -> None:
 
 
 def test_kill_asks_and_refuses_without_a_terminal(spawn: Any) -> None:
-    child = spawn(LISTENER)
+    child = spawn(LISTENING_CHILD)
     port = child.read()
     result = run("kill", str(port))
     assert result.returncode == 4
@@ -284,9 +270,9 @@ def test_kill_of_nothing_exits_1() -> None:
     assert run("kill", str(port), "--yes").returncode == 1
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+@needs_root
 def test_kill_never_touches_another_users_process_without_any_user(spawn: Any) -> None:
-    child = spawn(LISTENER, "nobody")
+    child = spawn(LISTENING_CHILD, "nobody")
     port = child.read()
     refused = run("kill", str(port), "--yes")
     assert refused.returncode == 4

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import localport
-from helpers import needs_ipv6, time_wait_table_full
-from localport import Holder, PortInUseError, _holders, who_holds
+from helpers import LISTENING_CHILD, needs_ipv6, needs_root, time_wait_table_full
+from localport import Holder, PortInUseError, _platform, who_holds
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process tools")
 
@@ -198,28 +198,16 @@ def test_listening_lists_a_childs_listener(spawn: Any) -> None:
     assert [h.pid for h in mine] == [child.pid]
 
 
-@pytest.mark.skipif(not hasattr(os, "setuid") or os.geteuid() != 0, reason="needs root")
+@needs_root
 def test_another_users_process_is_reported_with_its_uid(spawn: Any) -> None:
     # The child drops to nobody *before* creating its socket, so the socket is nobody's.
-    child = spawn(
-        """
-        import json, os, socket, sys
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        print(json.dumps(sock.getsockname()[1]), flush=True)
-        sys.stdin.read()
-        """
-    )
+    child = spawn(LISTENING_CHILD, "nobody")
     port = child.read()
     holder = _holder_of(who_holds(port), child.pid)  # root may look into every process
     assert holder.uid == 65534
 
 
-@pytest.mark.skipif(not hasattr(os, "setuid") or os.geteuid() != 0, reason="needs root")
+@needs_root
 def test_without_root_another_users_holder_has_uid_and_no_pid(spawn: Any) -> None:
     import shutil
     import tempfile
@@ -234,7 +222,7 @@ def test_without_root_another_users_holder_has_uid_and_no_pid(spawn: Any) -> Non
             import json, os, sys
             # Everything is imported before dropping to nobody, who may not read the stdlib.
             import filelock, psutil, pwd
-            import localport, localport._holders, localport._processes, localport._sockdiag
+            import localport, localport._holders, localport._picker, localport._platform.linux
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
@@ -263,10 +251,7 @@ def test_without_root_another_users_holder_has_uid_and_no_pid(spawn: Any) -> Non
 def test_the_psutil_path_finds_the_same_holder(spawn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where netlink is not available (other systems, sandboxes), psutil answers."""
 
-    def no_netlink(*args: object, **kwargs: object) -> list[Any]:
-        raise OSError("netlink sock_diag is not available here")
-
-    monkeypatch.setattr(_holders, "_sockdiag_sockets", no_netlink)
+    monkeypatch.setattr(_platform, "system", _platform.Portable())
     child, port = _serve(spawn, "127.0.0.1")
     holder = _holder_of(who_holds(port), child.pid)
     assert holder.status == "LISTEN"
