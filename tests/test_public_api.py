@@ -167,9 +167,10 @@ def _public_callables() -> list[tuple[str, object]]:
             continue
         found.append((name, value))
         if inspect.isclass(value):
-            # Only what the class itself defines: inherited OSError methods are not ours.
-            for member, attribute in vars(value).items():
-                if not member.startswith("_") and inspect.isfunction(attribute):
+            # What localport defines, inherited from its own bases too (Reservation gets
+            # socket() from a base class); inherited OSError methods are not ours.
+            for member, attribute in inspect.getmembers(value, inspect.isfunction):
+                if not member.startswith("_") and attribute.__module__.startswith("localport."):
                     found.append((f"{name}.{member}", attribute))
     return found
 

@@ -6,37 +6,24 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any, overload
 
-from . import _platform
-from ._addresses import SOCKET_KINDS, bind_address, url_host
-
-# Proto (and SocketProto) at run time, not only for type checkers: the API reference
-# resolves them in signatures.
-from ._arguments import (
-    Proto,
-    SocketProto,
-    check_backlog,
-    check_lease,
-    check_socket_proto,
-    check_text,
-)
+# Proto at run time, not only for type checkers: the API reference resolves it in signatures.
+from ._arguments import Proto, check_lease
 from ._errors import LocalportError
+from ._handoff import ReservedAddress
 from ._registry import Registry
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Iterator, Sequence
     from types import TracebackType
 
     from typing_extensions import Self
 
     from ._registry import LockedPort
-
-# The class below has a method named socket(); annotations inside it use this alias.
-SocketType = socket.socket
 
 
 class _LiveSet:
@@ -82,7 +69,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=LIVE.forget_after_fork)
 
 
-class Reservation:
+class Reservation(ReservedAddress):
     """A port held for this process until :meth:`release` (or exit).
 
     While it lives, no other process using the same lock directory gets this port, and (with
@@ -96,13 +83,9 @@ class Reservation:
         "__weakref__",
         "_created",
         "_guards",
-        "_host",
         "_locked",
         "_mutex",
-        "_name",
         "_owner_pid",
-        "_port",
-        "_proto",
         "_record",
         "_released",
     )
@@ -118,10 +101,7 @@ class Reservation:
         guards: tuple[socket.socket, ...],
         record: dict[str, Any],
     ) -> None:
-        self._port = port
-        self._host = host
-        self._proto: Proto = proto
-        self._name = name
+        super().__init__(port=port, host=host, proto=proto, name=name)
         self._locked: LockedPort | None = locked
         self._guards = guards
         self._record = record
@@ -129,31 +109,6 @@ class Reservation:
         self._owner_pid = os.getpid()
         self._released = False
         self._mutex = threading.Lock()
-
-    @property
-    def port(self) -> int:
-        """The reserved port."""
-        return self._port
-
-    @property
-    def host(self) -> str:
-        """The address the server is meant to bind (as given, normalized)."""
-        return self._host
-
-    @property
-    def proto(self) -> Proto:
-        """``"tcp"``, ``"udp"`` or ``"both"``."""
-        return self._proto
-
-    @property
-    def name(self) -> str | None:
-        """The sticky name, or ``None``."""
-        return self._name
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)``, ready for ``bind()``."""
-        return self._host, self._port
 
     @property
     def created(self) -> float:
@@ -180,71 +135,6 @@ class Reservation:
         """
         return bool(self._record.get("guarded")) and not self._released
 
-    def url(self, scheme: str = "http") -> str:
-        """A URL that reaches a server on this reservation from this machine.
-
-        A wildcard host maps to the loopback address of its family (``0.0.0.0`` to
-        ``127.0.0.1``, ``::`` to ``[::1]``).
-        """
-        check_text(scheme, "scheme", "http")
-        return f"{scheme}://{url_host(self._host)}:{self._port}"
-
-    def socket(self, proto: SocketProto | None = None) -> socket.socket:
-        """A new socket bound to the reserved address: the zero-gap handoff.
-
-        The socket has ``SO_REUSEADDR`` (as servers set it), is IPv6-only for an IPv6 host other
-        than ``::`` (which is dual-stack), and belongs to the caller, who closes it. Pass its
-        ``fileno()`` to a server that takes a descriptor (uvicorn ``--fd``, gunicorn ``fd://``),
-        with ``subprocess.Popen(..., pass_fds=[fd])``.
-
-        :param proto: ``"tcp"`` or ``"udp"``; needed only for a reservation of ``"both"``.
-        :raises LocalportError: if the reservation was released.
-        """
-        kind = SOCKET_KINDS[self._socket_proto(proto)]
-        if self._released:
-            msg = f"the reservation of port {self._port} was released; reserve again"
-            raise LocalportError(msg)
-        family, address = bind_address(self._host)
-        sock = socket.socket(family, kind)
-        try:
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(address != "::"))
-            _platform.system.set_shared_address(sock)
-            sock.bind((address, self._port))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    def listen(self, backlog: int = 128) -> SocketType:
-        """A TCP socket bound to the reserved address and already listening.
-
-        :param backlog: the ``listen()`` backlog, a positive int.
-        """
-        backlog = check_backlog(backlog)
-        if self._proto == "udp":
-            msg = "listen() needs a TCP reservation; this one is proto='udp' (use socket())"
-            raise ValueError(msg)
-        sock = self.socket("tcp")
-        try:
-            sock.listen(backlog)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    def _socket_proto(self, proto: object) -> SocketProto:
-        if proto is None:
-            if self._proto == "both":
-                msg = "proto must be 'tcp' or 'udp' for a reservation of both protocols"
-                raise ValueError(msg)
-            return self._proto
-        checked = check_socket_proto(proto)
-        if self._proto not in (checked, "both"):
-            msg = f"this reservation is proto={self._proto!r}, not {checked!r}"
-            raise ValueError(msg)
-        return checked
-
     def release(self, *, lease: float = 0.0) -> None:
         """Give the port back. Safe to call more than once, from any thread.
 
@@ -270,6 +160,11 @@ class Reservation:
                 Registry.write_metadata(locked.fd, record)
             locked.release()
         LIVE.discard(self)
+
+    def _check_usable(self) -> None:
+        if self._released:
+            msg = f"the reservation of port {self._port} was released; reserve again"
+            raise LocalportError(msg)
 
     def _forget_after_fork(self) -> None:
         # Closing the child's copies of the guard sockets leaves the parent's bound.

@@ -19,8 +19,9 @@ from ._arguments import (
     check_port,
     protos_of,
 )
+from ._candidate import Request
 from ._holders import bound_in_the_way
-from ._picker import Picker, Request
+from ._picker import Picker
 from ._probe import ProbeResult, probe
 from ._registry import Registry, ReservationInfo
 from ._reservation import Reservation, ReservationGroup

@@ -80,41 +80,7 @@ class Portable:
         """The sockets of *proto* on local *port* (every port when ``None``) that *keep*
         accepts. TCP connections and ``TIME_WAIT`` leftovers count only where no socket
         listens on or is bound to the port (see :func:`localport.who_holds`)."""
-        import psutil
-
-        try:
-            connections = psutil.net_connections(kind=proto)
-        except psutil.AccessDenied:
-            return []  # macOS without root: nothing can be said about other processes' sockets
-        found = []
-        for connection in connections:
-            if not connection.laddr or (port is not None and connection.laddr.port != port):
-                continue
-            if proto == "tcp":
-                status = connection.status
-            else:
-                status = "CONNECTED" if connection.raddr else "BOUND"
-            if status == "NONE":
-                status = "BOUND"
-            if listening_only and proto == "tcp" and status != "LISTEN":
-                continue
-            remote = (connection.raddr.ip, connection.raddr.port) if connection.raddr else None
-            item = SocketRecord(
-                family=socket.AddressFamily(connection.family),
-                proto=proto,
-                state=status,
-                local=(connection.laddr.ip, connection.laddr.port),
-                remote=remote,
-                uid=None,
-                inode=0,
-                pid=connection.pid,
-            )
-            if keep is None or keep(item):
-                found.append(item)
-        if proto == "tcp":
-            serving = [s for s in found if s.state in ("LISTEN", "BOUND")]
-            return serving or found
-        return found
+        return _psutil_sockets(port, proto, listening_only=listening_only, keep=keep)
 
     def listeners(self, port: int) -> list[SocketRecord] | None:
         """TCP sockets listening on *port*, asked without connecting; ``None`` where the
@@ -140,30 +106,7 @@ class Portable:
 
     def process_facts(self, pid: int) -> ProcessFacts | None:
         """Name, command line, owner and start time of *pid*; ``None`` if it is gone."""
-        import psutil
-
-        try:
-            process = psutil.Process(pid)
-            with process.oneshot():
-                name = process.name()
-                try:
-                    cmdline = tuple(process.cmdline())
-                except psutil.AccessDenied:
-                    cmdline = ()
-                try:
-                    user: str | None = process.username()
-                except psutil.AccessDenied:
-                    user = None
-                try:
-                    uid: int | None = process.uids().real
-                except (psutil.AccessDenied, AttributeError):
-                    uid = None  # Windows has no uids
-                started = process.create_time()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            return None
-        except psutil.AccessDenied:
-            return ProcessFacts(pid, None, (), None, None, None)
-        return ProcessFacts(pid, name, cmdline, uid, user, started)
+        return _psutil_facts(pid)
 
     def process_start_time(self, pid: int) -> float | None:
         """When process *pid* started, in seconds since the epoch (``None`` if unknowable)."""
@@ -255,3 +198,70 @@ def username(uid: int) -> str | None:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return None
+
+
+def _psutil_sockets(
+    port: int | None, proto: SocketProto, *, listening_only: bool, keep: Keep
+) -> list[SocketRecord]:
+    import psutil
+
+    try:
+        connections = psutil.net_connections(kind=proto)
+    except psutil.AccessDenied:
+        return []  # macOS without root: nothing can be said about other processes' sockets
+    found = []
+    for connection in connections:
+        if not connection.laddr or (port is not None and connection.laddr.port != port):
+            continue
+        if proto == "tcp":
+            status = connection.status
+        else:
+            status = "CONNECTED" if connection.raddr else "BOUND"
+        if status == "NONE":
+            status = "BOUND"
+        if listening_only and proto == "tcp" and status != "LISTEN":
+            continue
+        remote = (connection.raddr.ip, connection.raddr.port) if connection.raddr else None
+        item = SocketRecord(
+            family=socket.AddressFamily(connection.family),
+            proto=proto,
+            state=status,
+            local=(connection.laddr.ip, connection.laddr.port),
+            remote=remote,
+            uid=None,
+            inode=0,
+            pid=connection.pid,
+        )
+        if keep is None or keep(item):
+            found.append(item)
+    if proto == "tcp":
+        serving = [s for s in found if s.state in ("LISTEN", "BOUND")]
+        return serving or found
+    return found
+
+
+def _psutil_facts(pid: int) -> ProcessFacts | None:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            name = process.name()
+            try:
+                cmdline = tuple(process.cmdline())
+            except psutil.AccessDenied:
+                cmdline = ()
+            try:
+                user: str | None = process.username()
+            except psutil.AccessDenied:
+                user = None
+            try:
+                uid: int | None = process.uids().real
+            except (psutil.AccessDenied, AttributeError):
+                uid = None  # Windows has no uids
+            started = process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        return ProcessFacts(pid, None, (), None, None, None)
+    return ProcessFacts(pid, name, cmdline, uid, user, started)

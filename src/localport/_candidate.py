@@ -1,0 +1,294 @@
+"""One candidate port: the protocol that reserves it or says why not.
+
+:meth:`Candidate.attempt` runs these steps, cheapest first:
+
+1. A metadata hint: a live reservation of this lock directory is skipped without touching it.
+2. A plain bind where the guard would sit, then at the consumer's own address: a port another
+   program holds costs a few microseconds to reject. The guard spot comes first because a
+   momentary bind on a *reserved* port's consumer address would make its owner's own
+   ``bind()`` fail; a guarded reservation, from any lock directory, is refused at the guard spot.
+3. The port's file lock, without waiting.
+4. A lease left by an earlier holder is honoured.
+5. The guard socket is bound, *then* every address a client may reach is probed: probing
+   first leaves a gap in which an outgoing ``connect()`` can take the port (seen in testing).
+6. The metadata (pid, process start time, name, protocol, host, times) is written through the
+   locked descriptor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import errno
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import _platform
+from ._addresses import PROTO_OF_KIND, SOCKET_KINDS, Endpoint, Plan, plan_for
+from ._arguments import (
+    check_bool,
+    check_lock_dir,
+    check_name,
+    check_port,
+    check_proto,
+    normalize_host,
+    protos_of,
+)
+from ._errors import AddressNotAvailableError, LockDirError
+from ._explain import RESERVATION_BEING_MADE, busy_address, reservation_sentence
+from ._probe import ProbeResult, bind_guard, guard_endpoint_of, probe
+from ._ranges import configured_range
+from ._registry import LockedPort, Registry, lease_live
+from ._reservation import LIVE, Reservation
+
+if TYPE_CHECKING:
+    import socket
+
+    from ._arguments import Proto
+
+
+@dataclass(frozen=True)
+class Request:
+    """The checked arguments of one ``reserve()`` (or one member of ``reserve_many()``)."""
+
+    port: int | None
+    name: str | None
+    host: str
+    proto: Proto
+    port_range: tuple[int, int]
+    fallback: bool
+    guard: bool
+    lock_dir: str | None
+
+    @classmethod
+    def check(
+        cls,
+        *,
+        port: object,
+        name: object,
+        host: object,
+        proto: object,
+        port_range: object,
+        fallback: object,
+        guard: object,
+        lock_dir: object,
+    ) -> Request:
+        """Validate every argument, without any I/O."""
+        return cls(
+            port=None if port is None else check_port(port),
+            name=check_name(name),
+            host=normalize_host(host),
+            proto=check_proto(proto),
+            port_range=configured_range(port_range),
+            fallback=check_bool(fallback, "fallback"),
+            guard=check_bool(guard, "guard"),
+            lock_dir=check_lock_dir(lock_dir),
+        )
+
+    @property
+    def plans(self) -> tuple[tuple[socket.SocketKind, Plan], ...]:
+        kinds = (SOCKET_KINDS[proto] for proto in protos_of(self.proto))
+        return tuple((kind, plan_for(self.host, kind)) for kind in kinds)
+
+
+class Reason(enum.Enum):
+    """Why a candidate was not taken."""
+
+    #: A live reservation or lease holds it: skip it for good.
+    RESERVED = "reserved"
+    #: Another process holds its lock but has not described itself yet: a reservation being
+    #: made, which may still fail and let go.
+    LOCKED = "locked"
+    #: Something is bound where we probed.
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A candidate not taken, and where it was found busy (for the error message)."""
+
+    reason: Reason
+    endpoint: Endpoint | None = None
+    kind: socket.SocketKind | None = None
+
+    @property
+    def may_pass(self) -> bool:
+        """Whether the reason can pass in microseconds, so another look is worth it."""
+        return self.reason is not Reason.RESERVED
+
+
+_RESERVED = Refusal(Reason.RESERVED)
+_LOCKED = Refusal(Reason.LOCKED)
+Outcome = Reservation | Refusal
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a refusal that may pass (:attr:`Refusal.may_pass`) gets another look.
+
+    - An *explicit* port found busy is probed again while we keep its lock: a reader such as
+      :func:`localport.is_free` in another process may have found it unreserved just before we
+      locked it and be probing it right now; once we hold the lock every new reader sees it
+      and keeps off, so the collision lasts microseconds. The pauses outlast a reader
+      preempted on a loaded machine; they are paid in full (about 85 ms) only when the port
+      really is busy.
+    - A *walk* gives the ports it found locked-but-undescribed or busy another look or two
+      at the end: on a nearly full range, walking each port once would end in
+      :class:`NoFreePortError` while ports are free.
+    """
+
+    explicit_pauses: tuple[float, ...] = (0.001, 0.004, 0.016, 0.064)
+    walk_pauses: tuple[float, ...] = (0.002, 0.01)
+
+
+RETRY = RetryPolicy()
+
+
+def _lenient(endpoint: Endpoint) -> Endpoint:
+    return dataclasses.replace(endpoint, reuse=True)
+
+
+class Candidate:
+    """Tries ports one at a time for one request against one lock directory."""
+
+    def __init__(self, request: Request, registry: Registry) -> None:
+        self.request = request
+        self.registry = registry
+        self.plans = request.plans
+
+    def attempt(self, port: int, *, explicit: bool, sticky: bool) -> Outcome:
+        """Try to reserve *port* (the steps in this module's docstring).
+
+        A *sticky* port (a name's own) is probed with ``SO_REUSEADDR`` at the consumer's
+        address: a restarted dev server finds its old port in TIME_WAIT, which a plain probe
+        reports busy, so the name would move on every restart. That probe still fails on any
+        listener and any socket bound without it, and servers that want sticky ports set it.
+        """
+        registry = self.registry
+        if not explicit:
+            if registry.hinted_taken(port, time.time()):
+                return _RESERVED
+            for kind, plan in self.plans:
+                cheap = _lenient(plan.cheap) if sticky else plan.cheap
+                for endpoint in (*plan.guards[:1], cheap):
+                    if probe(endpoint, kind, port) is ProbeResult.BUSY:
+                        return Refusal(Reason.BUSY, endpoint, kind)
+        try:
+            locked = registry.try_lock(port)
+        except OSError as error:
+            # A planted symlink (ELOOP) or another user's unreadable file in a shared
+            # directory spoils this one port; anything else spoils the directory.
+            if explicit or error.errno not in (errno.ELOOP, errno.EACCES, errno.EPERM):
+                reason = f"its lock file {registry.lock_path(port)} cannot be used ({error})"
+                raise LockDirError(registry.path, reason) from error
+            return _RESERVED
+        if locked is None:
+            return _LOCKED
+        try:
+            outcome = self._verify(port, locked, sticky=sticky)
+            for pause in RETRY.explicit_pauses if explicit else ():
+                if not (isinstance(outcome, Refusal) and outcome.reason is Reason.BUSY):
+                    break
+                time.sleep(pause)
+                outcome = self._verify(port, locked, sticky=sticky)
+        except BaseException:
+            locked.release()
+            raise
+        if isinstance(outcome, Refusal):
+            locked.release()
+        return outcome
+
+    def _verify(self, port: int, locked: LockedPort, *, sticky: bool) -> Outcome:
+        """With the lock held: honour a lease, bind the guards, probe, write the record.
+
+        The guards bound here belong to the returned reservation, or are closed before a
+        refusal is returned.
+        """
+        now = time.time()
+        previous = Registry.read_metadata_fd(locked.fd)
+        if previous is not None and lease_live(previous, now):
+            return _RESERVED
+        guards: list[socket.socket] = []
+        try:
+            refusal = self._guard_and_probe(port, guards, sticky=sticky)
+            if refusal is not None:
+                for guard in guards:
+                    guard.close()
+                return refusal
+            return self._record(port, locked, tuple(guards), now)
+        except BaseException:
+            for guard in guards:
+                guard.close()
+            raise
+
+    def _guard_and_probe(
+        self, port: int, guards: list[socket.socket], *, sticky: bool
+    ) -> Refusal | None:
+        """Bind a guard per protocol into *guards*, then probe every address clients reach."""
+        request = self.request
+        for kind, plan in self.plans:
+            guard_at: Endpoint | None = None
+            if request.guard:
+                result, guard = bind_guard(plan, kind, port)
+                if result is ProbeResult.BUSY:
+                    return Refusal(Reason.BUSY, plan.guards[0], kind)
+                if guard is not None:
+                    guards.append(guard)
+                    guard_at = guard_endpoint_of(guard)
+            for index, endpoint in enumerate(plan.probes):
+                if guard_at is not None and endpoint.same_place(guard_at):
+                    continue  # the guard's own bind already tested this address
+                result = probe(_lenient(endpoint) if sticky else endpoint, kind, port)
+                if result is ProbeResult.BUSY:
+                    return Refusal(Reason.BUSY, endpoint, kind)
+                if result is ProbeResult.ABSENT and index == 0:
+                    raise AddressNotAvailableError(request.host)
+        return None
+
+    def _record(
+        self, port: int, locked: LockedPort, guards: tuple[socket.socket, ...], now: float
+    ) -> Reservation:
+        request = self.request
+        record: dict[str, Any] = {
+            "v": 1,
+            "pid": os.getpid(),
+            "process_started": _platform.system.own_start_time(),
+            "port": port,
+            "proto": request.proto,
+            "host": request.host,
+            "name": request.name,
+            "created": now,
+            # Guarded only when every protocol is: a wildcard UDP consumer gets no guard.
+            "guarded": len(guards) == len(self.plans),
+            "released": None,
+            "lease_until": None,
+        }
+        Registry.write_metadata(locked.fd, record)
+        reservation = Reservation(
+            port=port,
+            host=request.host,
+            proto=request.proto,
+            name=request.name,
+            locked=locked,
+            guards=guards,
+            record=record,
+        )
+        LIVE.add(reservation)
+        return reservation
+
+
+def describe_refusal(registry: Registry, port: int, refusal: Refusal) -> str:
+    """What a refusal itself says, for when nobody can be named."""
+    if refusal.endpoint is not None and refusal.kind is not None:
+        return busy_address(refusal.endpoint.describe(), PROTO_OF_KIND[refusal.kind])
+    record = registry.read_metadata(port) or {}
+    if record.get("released") is not None and not lease_live(record, time.time()):
+        # The record describes an earlier holder; a new one has the lock and has not
+        # written its own record yet.
+        return RESERVATION_BEING_MADE
+    info = registry.describe(port)
+    if info is None:
+        return "(reserved by localport: another process)"
+    return reservation_sentence(info)
