@@ -86,12 +86,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        from importlib import metadata
+        from ._version import installed_version
 
-        try:
-            value: Any = metadata.version("localport")
-        except metadata.PackageNotFoundError:  # a source tree that was never installed
-            value = "0+unknown"
+        value: Any = installed_version()
     elif name in _HOMES:
         value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
     else:

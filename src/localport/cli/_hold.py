@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _platform
 from .._errors import LocalportError, LockDirError
+from .._listing import reservation_at
 from .._registry import Registry
 from .._reserve import reserve
 from .._wait import is_listening
-from ._main import (
+from ._render import print_json, say
+from ._shared import (
     EXIT_LOCK_DIR,
     EXIT_NO,
     EXIT_OK,
@@ -31,7 +33,6 @@ from ._main import (
     HOLD_COMMAND,
     CommandError,
 )
-from ._render import print_json, say
 
 if TYPE_CHECKING:
     import argparse
@@ -126,7 +127,7 @@ def hold_command(arguments: argparse.Namespace) -> int:
 
 def release_command(arguments: argparse.Namespace) -> int:
     port = arguments.port
-    info = Registry.open(None).reservation_at(port)
+    info = reservation_at(Registry.open(None), port)
     if info is None:
         raise CommandError(f"no localport reservation holds port {port}", EXIT_NO)
     process = _platform.system.process_facts(info.pid)
@@ -143,7 +144,7 @@ def release_command(arguments: argparse.Namespace) -> int:
         raise CommandError(msg, EXIT_REFUSED)
     os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
-    while Registry.open(None).reservation_at(port) is not None:
+    while reservation_at(Registry.open(None), port) is not None:
         if time.monotonic() > deadline:
             raise CommandError(
                 f"the holder (PID {info.pid}) of port {port} did not let go", EXIT_NO

@@ -13,8 +13,8 @@ from .._errors import WaitTimeoutError
 from .._explain import explain
 from .._holders import who_holds
 from .._wait import wait_until_free
-from ._main import EXIT_NO, EXIT_OK, EXIT_REFUSED, CommandError
 from ._render import USE_ANOTHER_PORT, say
+from ._shared import EXIT_NO, EXIT_OK, EXIT_REFUSED, CommandError
 
 if TYPE_CHECKING:
     import argparse

@@ -19,44 +19,22 @@ from .._errors import (
     ServerStartError,
 )
 from ._render import say
+from ._shared import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_LOCK_DIR,
+    EXIT_OK,
+    EXIT_START_FAILED,
+    EXIT_SYSTEM,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    HOLD_COMMAND,
+    CommandError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-
-EXIT_OK = 0
-EXIT_NO = 1  # who: nothing holds it; release/kill: nothing to act on
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3  # the port is in use, or no port is free
-EXIT_REFUSED = 4  # another user's process, or not confirmed
-EXIT_START_FAILED = 5  # run: the command exited or never listened
-EXIT_LOCK_DIR = 6
-EXIT_SYSTEM = 7  # the system refused: a file, socket or process error
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a reader that went away
-
-EXIT_CODES = f"""exit codes:
-  {EXIT_OK}    success (who: something holds the port)
-  {EXIT_NO}    nothing to report or act on (who: nothing holds it; release, kill: no holder)
-  {EXIT_USAGE}    bad arguments (also a --host that is not an address of this machine)
-  {EXIT_UNAVAILABLE}    the port is in use, or no port is free in the range
-  {EXIT_REFUSED}    refused: another user's process, or not confirmed
-  {EXIT_START_FAILED}    run: the command exited or did not listen in time
-  {EXIT_LOCK_DIR}    the lock directory is unsafe or unusable
-  {EXIT_SYSTEM}    the system refused (a file, socket or process error, named on stderr)
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C) before finishing
-  {EXIT_BROKEN_PIPE}  the reader of the output went away (e.g. `| head -1`)
-  run exits with the command's own exit code once it has started."""
-
-HOLD_COMMAND = "_hold"
-SIGNAL_NAMES = ("TERM", "INT", "HUP", "KILL", "QUIT", "USR1", "USR2")
-
-
-class CommandError(Exception):
-    """A one-line error for stderr, with its exit code."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,9 +54,9 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
-        import localport
+        from .._version import installed_version
 
-        print(f"localport {localport.__version__}")
+        print(f"localport {installed_version()}")
         parser.exit(EXIT_OK)
 
 
@@ -110,6 +88,9 @@ def variable_type(text: str) -> str:
         msg = f"an environment variable name is letters, digits and _, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return text
+
+
+SIGNAL_NAMES = ("TERM", "INT", "HUP", "KILL", "QUIT", "USR1", "USR2")
 
 
 def signal_type(text: str) -> signal.Signals:

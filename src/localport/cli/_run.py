@@ -11,8 +11,8 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from .._launch import Server, launch
-from ._main import EXIT_USAGE, CommandError
 from ._render import say
+from ._shared import EXIT_USAGE, CommandError
 
 if TYPE_CHECKING:
     import argparse

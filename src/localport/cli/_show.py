@@ -10,7 +10,6 @@ from .. import _platform
 from .._explain import explain
 from .._holders import listening, who_holds
 from .._reserve import reservations
-from ._main import EXIT_NO, EXIT_OK
 from ._render import (
     USE_ANOTHER_PORT,
     exposed,
@@ -20,6 +19,7 @@ from ._render import (
     reservation_json,
     table,
 )
+from ._shared import EXIT_NO, EXIT_OK
 
 if TYPE_CHECKING:
     import argparse
