@@ -2,16 +2,19 @@
 
 :meth:`Candidate.attempt` runs these steps, cheapest first:
 
-1. A metadata hint: a live reservation of this lock directory is skipped without touching it.
-2. A plain bind where the guard would sit, then at the consumer's own address: a port another
-   program holds costs a few microseconds to reject. The guard spot comes first because a
-   momentary bind on a *reserved* port's consumer address would make its owner's own
-   ``bind()`` fail; a guarded reservation, from any lock directory, is refused at the guard spot.
-3. The port's file lock, without waiting.
-4. A lease left by an earlier holder is honoured.
-5. The guard socket is bound, *then* every address a client may reach is probed: probing
+1. If the port's lock file exists, its lock is tried at once: a port another localport process
+   holds is refused without being touched (a momentary bind on a reserved port's address
+   would make its owner's own ``bind()`` fail).
+2. If it does not (the port was never used in this directory), a plain bind where the guard
+   would sit, then at the consumer's own address: a port another program holds costs a few
+   microseconds to reject and leaves no file behind. The guard spot comes first: a guarded
+   reservation of another lock directory is refused there, before its consumer's address is
+   touched. Then the file is made and locked.
+3. A lease left by an earlier holder is honoured.
+4. The guard socket is bound, *then* every address a client may reach is probed: probing
    first leaves a gap in which an outgoing ``connect()`` can take the port (seen in testing).
-6. The metadata (pid, process start time, name, protocol, host, times) is written through the
+   The guard binds plainly before it allows sharing, so its own bind probes its spot.
+5. The record (pid, process start time, name, protocol, host, times) is written through the
    locked descriptor.
 """
 
@@ -38,15 +41,17 @@ from ._arguments import (
 )
 from ._errors import AddressNotAvailableError, LockDirError
 from ._explain import RESERVATION_BEING_MADE, busy_address, reservation_sentence
+from ._listing import describe
 from ._probe import ProbeResult, bind_guard, guard_endpoint_of, probe
 from ._ranges import configured_range
-from ._registry import LockedPort, Registry, lease_live
+from ._registry import Registry, lease_live
 from ._reservation import LIVE, Reservation
 
 if TYPE_CHECKING:
     import socket
 
     from ._arguments import Proto
+    from ._lockfile import LockedPort
 
 
 @dataclass(frozen=True)
@@ -166,26 +171,19 @@ class Candidate:
         reports busy, so the name would move on every restart. That probe still fails on any
         listener and any socket bound without it, and servers that want sticky ports set it.
         """
-        registry = self.registry
-        if not explicit:
-            if registry.hinted_taken(port, time.time()):
-                return _RESERVED
-            for kind, plan in self.plans:
-                cheap = _lenient(plan.cheap) if sticky else plan.cheap
-                for endpoint in (*plan.guards[:1], cheap):
-                    if probe(endpoint, kind, port) is ProbeResult.BUSY:
-                        return Refusal(Reason.BUSY, endpoint, kind)
         try:
-            locked = registry.try_lock(port)
+            taken = self._lock(port, explicit=explicit, sticky=sticky)
         except OSError as error:
-            # A planted symlink (ELOOP) or another user's unreadable file in a shared
-            # directory spoils this one port; anything else spoils the directory.
+            # A planted symlink (ELOOP) or another user's file in a shared directory spoils
+            # this one port; anything else spoils the directory.
             if explicit or error.errno not in (errno.ELOOP, errno.EACCES, errno.EPERM):
-                reason = f"its lock file {registry.lock_path(port)} cannot be used ({error})"
-                raise LockDirError(registry.path, reason) from error
+                path = self.registry.lock_path(port)
+                reason = f"its lock file {path} cannot be used ({error})"
+                raise LockDirError(self.registry.path, reason) from error
             return _RESERVED
-        if locked is None:
-            return _LOCKED
+        if isinstance(taken, Refusal):
+            return taken
+        locked = taken
         try:
             outcome = self._verify(port, locked, sticky=sticky)
             for pause in RETRY.explicit_pauses if explicit else ():
@@ -200,6 +198,25 @@ class Candidate:
             locked.release()
         return outcome
 
+    def _lock(self, port: int, *, explicit: bool, sticky: bool) -> LockedPort | Refusal:
+        """The port's lock, or why not (steps 1 to 3).
+
+        A port whose lock file exists is locked first: if another process holds it, nothing
+        about the port is touched. A port never used in this directory has no lock file and
+        no holder here, so its addresses are probed before a file is made for it: a port some
+        other program holds costs a few microseconds and leaves nothing behind.
+        """
+        registry = self.registry
+        fd = registry.open_existing(port)
+        if fd is None and not explicit:
+            for kind, plan in self.plans:
+                cheap = _lenient(plan.cheap) if sticky else plan.cheap
+                for endpoint in (*plan.guards[:1], cheap):
+                    if probe(endpoint, kind, port) is ProbeResult.BUSY:
+                        return Refusal(Reason.BUSY, endpoint, kind)
+        locked = registry.lock(port, fd)
+        return _LOCKED if locked is None else locked
+
     def _verify(self, port: int, locked: LockedPort, *, sticky: bool) -> Outcome:
         """With the lock held: honour a lease, bind the guards, probe, write the record.
 
@@ -207,7 +224,7 @@ class Candidate:
         refusal is returned.
         """
         now = time.time()
-        previous = Registry.read_metadata_fd(locked.fd)
+        previous = Registry.read_record_fd(locked.fd)
         if previous is not None and lease_live(previous, now):
             return _RESERVED
         guards: list[socket.socket] = []
@@ -265,7 +282,7 @@ class Candidate:
             "released": None,
             "lease_until": None,
         }
-        Registry.write_metadata(locked.fd, record)
+        Registry.write_record(locked.fd, record)
         reservation = Reservation(
             port=port,
             host=request.host,
@@ -283,12 +300,12 @@ def describe_refusal(registry: Registry, port: int, refusal: Refusal) -> str:
     """What a refusal itself says, for when nobody can be named."""
     if refusal.endpoint is not None and refusal.kind is not None:
         return busy_address(refusal.endpoint.describe(), PROTO_OF_KIND[refusal.kind])
-    record = registry.read_metadata(port) or {}
+    record = registry.read_record(port) or {}
     if record.get("released") is not None and not lease_live(record, time.time()):
         # The record describes an earlier holder; a new one has the lock and has not
         # written its own record yet.
         return RESERVATION_BEING_MADE
-    info = registry.describe(port)
+    info = describe(registry, port)
     if info is None:
         return "(reserved by localport: another process)"
     return reservation_sentence(info)

@@ -29,6 +29,7 @@ from ._arguments import (
     protos_of,
 )
 from ._errors import LocalportError
+from ._listing import live, reservation_at
 from ._registry import Registry, ReservationInfo
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def listening(
     pids = system.socket_pids_everywhere() if any(s.pid is None for s in sockets) else {}
     reservations: dict[int, ReservationInfo] = {}
     with contextlib.suppress(LocalportError, OSError):
-        reservations = {info.port: info for info in Registry.open(directory).live()}
+        reservations = {info.port: info for info in live(Registry.open(directory))}
     holders: list[Holder] = []
     for item in sockets:
         reservation = reservations.get(item.local[1])
@@ -189,7 +190,7 @@ def listening(
 def _reservation(port: int, lock_dir: str | None) -> ReservationInfo | None:
     # Diagnostics must never fail on an unusable lock directory: report sockets only.
     try:
-        return Registry.open(lock_dir).reservation_at(port)
+        return reservation_at(Registry.open(lock_dir), port)
     except (LocalportError, OSError):
         return None
 

@@ -81,9 +81,14 @@ def bind_guard(
                 continue
             raise
         try:
-            # Lets the consumer bind beside the guard (see localport._addresses).
-            _platform.system.set_shared_address(sock)
+            # Bound plainly first, so the bind fails on any socket already there: another
+            # lock directory's guard too, since two sockets share an address only when both
+            # set SO_REUSEADDR. This bind is the probe of the guard's spot.
             sock.bind((endpoint.address, port))
+            # Then shared, so that the consumer can bind beside it (a dual-stack [::] server
+            # collides with every guard otherwise; see localport._addresses). Linux checks a
+            # bound socket's SO_REUSEADDR when the *next* bind comes, not when it bound.
+            _platform.system.set_shared_address(sock)
         except OSError as error:
             sock.close()
             if error.errno in _ABSENT_ERRNOS:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, overload
 from ._arguments import Proto, check_lease
 from ._errors import LocalportError
 from ._handoff import ReservedAddress
+from ._listing import mark_lease
 from ._registry import Registry
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-    from ._registry import LockedPort
+    from ._lockfile import LockedPort
 
 
 class _LiveSet:
@@ -155,9 +156,12 @@ class Reservation(ReservedAddress):
             guard.close()
         if locked is not None:
             now = time.time()
-            record = dict(self._record, released=now, lease_until=now + lease if lease else None)
+            until = now + lease if lease else None
+            record = dict(self._record, released=now, lease_until=until)
             with contextlib.suppress(OSError):
-                Registry.write_metadata(locked.fd, record)
+                Registry.write_record(locked.fd, record)
+                if until is not None:
+                    mark_lease(locked.fd, until)
             locked.release()
         LIVE.discard(self)
 
@@ -167,7 +171,8 @@ class Reservation(ReservedAddress):
             raise LocalportError(msg)
 
     def _forget_after_fork(self) -> None:
-        # Closing the child's copies of the guard sockets leaves the parent's bound.
+        # Closing the child's copies of the guard sockets leaves the parent's bound; the lock
+        # file's descriptor is closed by localport._lockfile's own fork hook.
         for guard in self._guards:
             guard.close()
         self._guards = ()

@@ -21,6 +21,7 @@ from ._arguments import (
 )
 from ._candidate import Request
 from ._holders import bound_in_the_way
+from ._listing import is_reserved, live
 from ._picker import Picker
 from ._probe import ProbeResult, probe
 from ._registry import Registry, ReservationInfo
@@ -136,7 +137,7 @@ def reservations(lock_dir: str | os.PathLike[str] | None = None) -> list[Reserva
     Read without taking any lock (on Linux from ``/proc/locks``), so listing never disturbs a
     concurrent :func:`reserve`.
     """
-    return Registry.open(check_lock_dir(lock_dir)).live()
+    return live(Registry.open(check_lock_dir(lock_dir)))
 
 
 def is_free(
@@ -165,7 +166,7 @@ def is_free(
         lock_dir=lock_dir,
     )
     registry = Registry.open(request.lock_dir)
-    if registry.is_reserved(checked, time.time()):
+    if is_reserved(registry, checked, time.time()):
         return False
     # Ask the kernel instead of binding where it can say: a probe bind, however short, could
     # make a concurrent reserve() of this port fail.

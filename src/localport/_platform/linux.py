@@ -99,21 +99,7 @@ class Linux(Portable):
         return found
 
     def socket_pids_everywhere(self) -> dict[int, int]:
-        found: dict[int, int] = {}
-        for pid in _all_pids():
-            directory = f"/proc/{pid}/fd"
-            try:
-                descriptors = os.listdir(directory)
-            except OSError:
-                continue
-            for descriptor in descriptors:
-                try:
-                    target = os.readlink(f"{directory}/{descriptor}")
-                except OSError:
-                    continue
-                if target.startswith("socket:["):
-                    found.setdefault(int(target[8:-1]), pid)
-        return found
+        return _socket_inodes_of(_all_pids())
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -165,17 +151,7 @@ class Linux(Portable):
                 lines = file.read().split(b"\n")
         except OSError:
             return None
-        inodes = set()
-        for line in lines:
-            # "1: FLOCK  ADVISORY  WRITE 2800 fe:00:2146466 0 EOF"; a waiter's line has "->"
-            # in the second field and holds nothing.
-            fields = line.split()
-            if len(fields) < 6 or fields[1] != b"FLOCK":
-                continue
-            device_inode = fields[5].rsplit(b":", 1)
-            if len(device_inode) == 2 and device_inode[1].isdigit():
-                inodes.add(int(device_inode[1]))
-        return inodes
+        return _flock_inodes(lines)
 
     @functools.cache  # noqa: B019 - one instance lives as long as the process
     def kernel_ephemeral_range(self) -> tuple[int, int] | None:
@@ -236,3 +212,37 @@ def _scan(pid: int, wanted: dict[str, int], found: dict[int, int]) -> None:
             found[inode] = pid
             if len(found) == len(wanted):
                 return
+
+
+def _socket_inodes_of(pids: Iterable[int]) -> dict[int, int]:
+    """Every socket inode of *pids* this process may see, mapped to its holder."""
+    found: dict[int, int] = {}
+    for pid in pids:
+        directory = f"/proc/{pid}/fd"
+        try:
+            descriptors = os.listdir(directory)
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                target = os.readlink(f"{directory}/{descriptor}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found.setdefault(int(target[8:-1]), pid)
+    return found
+
+
+def _flock_inodes(lines: list[bytes]) -> set[int]:
+    """The inodes of held ``flock`` locks among ``/proc/locks`` lines."""
+    inodes = set()
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 2800 fe:00:2146466 0 EOF"; a waiter's line has "->"
+        # in the second field and holds nothing.
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != b"FLOCK":
+            continue
+        device_inode = fields[5].rsplit(b":", 1)
+        if len(device_inode) == 2 and device_inode[1].isdigit():
+            inodes.add(int(device_inode[1]))
+    return inodes

@@ -1,0 +1,100 @@
+"""The lock directory: where it is, and whether it is safe to meet other processes in.
+
+The default is private to the user (``$XDG_RUNTIME_DIR/localport``, else
+``<tempdir>/localport-<uid>``, mode 0700). ``LOCALPORT_DIR`` (or ``lock_dir=``) names a shared
+one, which others may write to only if the sticky bit keeps them from deleting or renaming
+lock files they do not own: a lock file replaced while held would let a second process lock
+a new inode at the same path, and both would own the port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+
+from . import _platform
+from ._errors import LockDirError
+
+LOCK_DIR_ENV = "LOCALPORT_DIR"
+
+
+@dataclass(frozen=True)
+class LockDir:
+    """A checked lock directory."""
+
+    path: str
+    #: Named by the caller or ``LOCALPORT_DIR`` (others may use it), not the private default.
+    shared: bool
+
+
+def open_lock_dir(lock_dir: str | None) -> LockDir:
+    """Resolve (argument, ``LOCALPORT_DIR``, default), create if missing, and check it."""
+    shared = True
+    path = lock_dir if lock_dir is not None else os.environ.get(LOCK_DIR_ENV) or None
+    if path is None:
+        shared = False
+        path = default_lock_dir()
+    path = os.path.abspath(path)
+    try:
+        _check_directory(path, private=not shared)
+    except FileNotFoundError:
+        try:
+            _make_directory(path)
+        except OSError as error:
+            raise LockDirError(path, f"it cannot be created: {error.strerror}") from error
+        _check_directory(path, private=not shared)
+    return LockDir(path, shared)
+
+
+def default_lock_dir() -> str:
+    """The private per-user lock directory used when neither argument nor setting names one."""
+    return _platform.system.default_lock_dir()
+
+
+def _check_directory(path: str, *, private: bool) -> None:
+    """Refuse a lock directory another user could tamper with."""
+    info = os.lstat(path)  # FileNotFoundError: the caller creates it
+    if stat.S_ISLNK(info.st_mode):
+        raise LockDirError(
+            path, "it is a symbolic link; remove it, localport creates the directory"
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise LockDirError(path, "it is not a directory; remove it or set LOCALPORT_DIR elsewhere")
+    if not _platform.system.posix_permissions:
+        return
+    uid = os.getuid()
+    loose = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if private:
+        if info.st_uid != uid:
+            raise LockDirError(
+                path,
+                f"it belongs to uid {info.st_uid}, not to you (uid {uid}); someone may have "
+                "planted it: remove it, or point LOCALPORT_DIR at a directory you own",
+            )
+        if info.st_mode & 0o077 or info.st_mode & 0o700 != 0o700:
+            raise LockDirError(
+                path,
+                f"its mode is {stat.S_IMODE(info.st_mode):04o}, but a private lock directory "
+                f"must be 0700; run: chmod 700 {path}",
+            )
+        return
+    # A shared directory (LOCALPORT_DIR or lock_dir=): others may create lock files in it, but
+    # they must not be able to delete or rename ours (that splits a lock across two inodes).
+    if (loose or info.st_uid != uid) and not info.st_mode & stat.S_ISVTX:
+        who = "writable by others" if loose else f"owned by uid {info.st_uid}"
+        raise LockDirError(
+            path,
+            f"it is {who} without the sticky bit, so another user could delete or replace lock "
+            f"files; run: chmod 1777 {path} (or 1770 with a shared group), or use a directory "
+            "of your own",
+        )
+
+
+def _make_directory(path: str) -> None:
+    parent = os.path.dirname(path)
+    if parent and not os.path.isdir(parent):
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
