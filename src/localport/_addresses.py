@@ -31,7 +31,6 @@ dual-stack ``[::]`` TCP consumer, which collides with every possible guard unles
 from __future__ import annotations
 
 import functools
-import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
@@ -146,6 +145,8 @@ def plan_for(host: str, sock_type: socket.SocketKind) -> Plan:
         # SO_REUSEADDR still fails on any listener and on any socket bound without it.
         shared = Endpoint(socket.AF_INET6, host, v6only=False, reuse=True)
         return Plan(dual, (shared,), (_V4_SECOND_LOOPBACK, _V4_LOOPBACK))
+    import ipaddress
+
     address = ipaddress.ip_address(host)
     own = Endpoint(host_family(host), host)
     if address.version == 6:

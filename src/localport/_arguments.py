@@ -9,10 +9,8 @@ allowed, and is raised before anything is bound, locked or started. Wrong types 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import math
 import os
-import shlex
 from collections.abc import Mapping
 from typing import Literal, TypeAlias
 
@@ -190,6 +188,8 @@ def _normalize_text_host(host: str) -> str:
     # Cached: parsing an address with ipaddress costs more than a bind probe.
     if host.lower() == "localhost":
         return "localhost"
+    import ipaddress  # only when a host is given: `localport who` never needs it
+
     try:
         address = ipaddress.ip_address(host.strip("[]") if host.startswith("[") else host)
     except ValueError:
@@ -226,6 +226,8 @@ def check_text(value: object, argument: str, example: str) -> str:
 def check_command(cmd: object, *, posix: bool) -> list[str]:
     """A command: a non-empty list of str, or a str split as a shell would (*posix* rules)."""
     if isinstance(cmd, str):
+        import shlex
+
         cmd = shlex.split(cmd, posix=posix)
     if not (isinstance(cmd, (list, tuple)) and cmd and all(isinstance(p, str) for p in cmd)):
         msg = f"cmd must be a non-empty list of str (or a str to split), got {cmd!r}"

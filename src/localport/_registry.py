@@ -10,10 +10,8 @@ would own the port. Reading the registry without taking any lock is
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +126,8 @@ class Registry:
     # -- sticky names --------------------------------------------------------------------------
 
     def _name_path(self, name: str) -> str:
+        import hashlib  # sticky names only: most commands never need it
+
         digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return os.path.join(self.path, f"name-{digest}.json")
 
@@ -151,6 +151,8 @@ class Registry:
     def record_port(self, name: str, port: int) -> None:
         """Remember *port* for *name*: written to a new file, then renamed over the old one."""
         final = self._name_path(name)
+        import tempfile
+
         data = json.dumps({"name": name, "port": port}).encode()
         try:
             fd, temporary = tempfile.mkstemp(prefix=".name-", dir=self.path)

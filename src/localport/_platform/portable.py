@@ -12,7 +12,6 @@ import functools
 import os
 import signal
 import socket
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -175,6 +174,8 @@ class Portable:
         runtime = os.environ.get("XDG_RUNTIME_DIR", "")
         if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
             return os.path.join(runtime, "localport")
+        import tempfile  # only here: it imports random, shutil and more
+
         return os.path.join(tempfile.gettempdir(), f"localport-{os.getuid()}")
 
     def set_probe_options(self, sock: socket.socket, *, reuse: bool) -> None:

@@ -6,8 +6,6 @@ in a terminal and in a test report.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
@@ -28,6 +26,8 @@ def say(message: str) -> None:
 
 
 def print_json(value: object) -> None:
+    import json
+
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
@@ -116,6 +116,8 @@ def exposed(holder: Holder) -> bool:
     """Whether a listener answers other machines (it is not bound to a loopback address)."""
     if holder.local_address is None:
         return False
+    import ipaddress
+
     try:
         return not ipaddress.ip_address(holder.local_address[0]).is_loopback
     except ValueError:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from .. import _platform
 from .._explain import explain
 from .._holders import listening, who_holds
-from .._reserve import reservations
 from ._render import (
     USE_ANOTHER_PORT,
     exposed,
@@ -63,6 +62,8 @@ def who_command(arguments: argparse.Namespace) -> int:
 
 
 def list_command(arguments: argparse.Namespace) -> int:
+    from .._reserve import reservations  # the reservation machinery, which `who` never needs
+
     live = reservations()
     report: dict[str, Any] = {"reservations": []}
     rows = [["PORT", "PROTO", "NAME", "PID", "AGE", "COMMAND"]]
