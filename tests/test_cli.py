@@ -131,6 +131,39 @@ def test_bad_arguments_are_a_usage_error(arguments: tuple[str, ...]) -> None:
     assert "localport" in result.stderr
 
 
+def test_a_host_that_is_not_on_this_machine_is_one_line_and_exit_2() -> None:
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never an address of this machine.
+    result = run("reserve", "--host", "192.0.2.77")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "not an address of this machine" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [("list", "--all", "--json"), ("list", "--all"), ("reserve", "--json")],
+)
+def test_a_reader_that_goes_away_ends_the_command_quietly(arguments: tuple[str, ...]) -> None:
+    """`localport list --all | head -1`: the reader closes the pipe before the output comes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes a byte
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "localport", *arguments],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 141
+
+
 def test_reserve_hold_returns_at_once_and_keeps_the_port(holders: list[int]) -> None:
     result = run("reserve", "--hold", "60", "--json", "--name", "held")
     assert result.returncode == 0

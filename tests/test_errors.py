@@ -144,3 +144,21 @@ def test_an_exhausted_range_raises_no_free_port_naming_the_range() -> None:
     assert info.value.busy == 1
     assert info.value.errno == errno.EADDRNOTAVAIL
     assert f"in {port}-{port}: 1 of 1 ports" in str(info.value)
+
+
+def test_a_host_that_is_not_on_this_machine_raises_address_not_available() -> None:
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never an address of this machine.
+    with pytest.raises(localport.AddressNotAvailableError) as info:
+        localport.reserve(host="192.0.2.77")
+
+    error = info.value
+    assert isinstance(error, OSError)
+    assert isinstance(error, LocalportError)
+    assert error.errno == errno.EADDRNOTAVAIL
+    assert error.host == "192.0.2.77"
+    assert "not an address of this machine" in str(error)
+    assert localport.reservations() == []  # nothing was left reserved
+    copy = round_trip(error)
+    assert type(copy) is localport.AddressNotAvailableError
+    assert copy.host == error.host
+    assert str(copy) == str(error)
