@@ -24,7 +24,7 @@ from ._reserve import reserve
 from ._wait import wait_until_listening
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
     from typing_extensions import Self
@@ -163,6 +163,7 @@ def launch(
     echo: IO[str] | None = None,
     port_range: tuple[int, int] | str | None = None,
     lock_dir: str | os.PathLike[str] | None = None,
+    stop_if: Callable[[], bool] | None = None,
 ) -> Server:
     """Start *cmd* as a server on a reserved port and return once it listens there.
 
@@ -182,6 +183,12 @@ def launch(
         last lines are kept for :class:`ServerStartError` and :attr:`Server.output_tail`).
     :param port_range: the range to pick from, as for :func:`reserve`.
     :param lock_dir: the lock directory, as for :func:`reserve`.
+    :param stop_if: called while waiting for the server to listen; when it says True, the
+        server is stopped and :class:`ServerStartError` raised. A launcher that must give up
+        on a signal sets a flag in its handler and passes ``lambda: flag``, instead of
+        raising from the handler, which could leave a half-started server behind.
+
+        .. versionadded:: 0.2.0
     :raises ServerStartError: it exited before listening, or did not listen in time (it is
         then stopped). The error carries its exit code and last output lines.
     :raises PortInUseError: *port* is taken.
@@ -192,6 +199,10 @@ def launch(
     variables = check_env_var(env_var)
     directory = check_directory(cwd, "cwd")
     given_environment = check_environment(env)
+    checked_stop_if: object = stop_if  # typed callers cannot get this wrong; untyped ones can
+    if checked_stop_if is not None and not callable(checked_stop_if):
+        msg = f"stop_if must be a callable returning bool, or None; got {stop_if!r}"
+        raise TypeError(msg)
     reservation = reserve(port, name=name, host=host, port_range=port_range, lock_dir=lock_dir)
     try:
         url = reservation.url()
@@ -225,7 +236,7 @@ def launch(
     reader.start()
     server = Server(process, reservation, tail, reader)
     try:
-        _wait_for(server, timeout, variables[0] if variables else None)
+        _wait_for(server, timeout, variables[0] if variables else None, stop_if)
     except BaseException:
         server.stop()
         raise
@@ -246,11 +257,20 @@ def _copy_output(
                     echo.flush()
 
 
-def _wait_for(server: Server, timeout: float, variable: str | None) -> None:
+def _wait_for(
+    server: Server, timeout: float, variable: str | None, stop_if: Callable[[], bool] | None
+) -> None:
     port, host = server.port, server.host
+
+    def stopped() -> bool:
+        return stop_if is not None and stop_if()
+
     try:
         wait_until_listening(
-            port, host=host, timeout=timeout, stop_if=lambda: server.poll() is not None
+            port,
+            host=host,
+            timeout=timeout,
+            stop_if=lambda: server.poll() is not None or stopped(),
         )
     except WaitTimeoutError:
         elsewhere = _listens_elsewhere(server)  # while it still runs
@@ -260,6 +280,9 @@ def _wait_for(server: Server, timeout: float, variable: str | None) -> None:
             hint = f"{{port}} or ${variable}" if variable else "{port}"
             reason += f"; it listens on {elsewhere} instead: pass {hint} to it"
         raise ServerStartError(port, reason, None, server.output_tail) from None
+    if stopped():
+        server.stop()
+        raise ServerStartError(port, "was stopped before it listened", None, server.output_tail)
     code = server.poll()
     if code is not None:
         server.stop()  # ends what it left running, which may hold its output pipe open

@@ -10,25 +10,13 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING
 
+from .._errors import ServerStartError
 from .._launch import Server, launch
 from ._render import say
 from ._shared import EXIT_USAGE, CommandError
 
 if TYPE_CHECKING:
     import argparse
-
-
-class _Interrupted(BaseException):
-    """A signal that arrived while the server was starting.
-
-    A ``BaseException``, as ``KeyboardInterrupt`` is, and for the same reason: it must unwind
-    ``launch()`` (which stops the server on its way out) through any ``except Exception`` that
-    guards a diagnostic on the way.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def run_command(arguments: argparse.Namespace) -> int:
@@ -40,16 +28,21 @@ def run_command(arguments: argparse.Namespace) -> int:
             "run needs a command after --, e.g. localport run -- flask run --port {port}",
             EXIT_USAGE,
         )
-    # Signals are handled from before the server starts: one that arrives while it starts
-    # stops it (it runs in a session of its own, so the terminal's signals do not reach it).
+    # Signals are handled from before the server starts. Until it listens, the handler only
+    # notes the signal and launch() gives up at its next look (stop_if), stopping the server:
+    # an exception raised from a handler could land inside subprocess.Popen, after the fork,
+    # and leave a server nobody stops. Once it listens, signals go to its process group (it
+    # runs in a session of its own, so the terminal's signals do not reach it).
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    pending: list[int] = []
     target: list[Server] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        if not target:
-            raise _Interrupted(signum)
-        with contextlib.suppress(OSError):
-            os.killpg(target[0].pid, signum)
+        if target:
+            with contextlib.suppress(OSError):
+                os.killpg(target[0].pid, signum)
+        else:
+            pending.append(signum)
 
     previous = {signum: signal.signal(signum, on_signal) for signum in handled}
     try:
@@ -64,10 +57,16 @@ def run_command(arguments: argparse.Namespace) -> int:
                     env_var=["PORT", *arguments.env],
                     ready_timeout=arguments.ready_timeout,
                     echo=sys.stdout,
+                    stop_if=lambda: bool(pending),
                 )
-        except _Interrupted as interrupted:  # launch() stopped the server on its way out
-            return 128 + interrupted.signum
+        except ServerStartError:
+            if pending:  # launch() stopped the server because of the signal
+                return 128 + pending[0]
+            raise
         target.append(server)
+        if pending:  # a signal came after launch()'s last look: stop what it started
+            server.stop()
+            return 128 + pending[0]
         say(f"ready: {server.url} (pid {server.pid})")
         try:
             code = server.wait()
