@@ -15,9 +15,10 @@ each table, the 15 costliest functions of 50 ``who_holds()`` calls, by cumulativ
 Run it as root to see what root sees; as another user, lsof, ss and psutil only see that
 user's processes, as does ``who_holds()``. Only 127.0.0.1 is ever bound or connected to.
 
-The machine facts come first (Python, kernel, CPU count, TCP sockets on the machine counted
-from ``/proc/net/tcp`` and ``/proc/net/tcp6``, TIME_WAIT among them, processes, tool versions),
-then one table per scenario:
+The machine facts come first (from ``_common.py``: Python, kernel, CPU count, the ephemeral
+port range, load average, TCP sockets on the machine counted from ``/proc/net/tcp`` and
+``/proc/net/tcp6``, TIME_WAIT among them; then processes, tool versions, runs), then one table
+per scenario:
 
 1. quiet: a target process (this script run with ``--child target``: a separate Python
    process) listens on a free 127.0.0.1 port, the port it reports first on stdout as JSON,
@@ -58,31 +59,41 @@ the children also exit when their stdin reaches end of file, that is when this s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
-import json
 import math
 import os
-import platform
 import pstats
 import re
 import resource
-import selectors
 import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from _common import (
+    LOOPBACK,
+    Child,
+    child_report,
+    child_wait_for_parent,
+    command_version,
+    describe_tcp_sockets,
+    exit_on_sigterm,
+    machine_facts,
+    median,
+    package_version,
+    percentile,
+    print_facts,
+    raise_nofile_limit,
+    run_main,
+    run_tool,
+    table,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from types import FrameType
-
-LOOPBACK = "127.0.0.1"
 TARGET_LISTENERS = 100
 TARGET_PAIRS = 50
 CROWD_SOCKETS = 16_000
@@ -93,22 +104,14 @@ QUICK_RUNS_SUBPROCESS = 10
 QUICK_RUNS_IN_PROCESS = 50
 PROFILE_CALLS = 50
 SPARE_DESCRIPTORS = 64  # stdin/stdout/stderr, Python's own files, some slack
-CHILD_START_TIMEOUT = 120.0
-TOOL_TIMEOUT = 60.0
 GOAL_QUIET_MS = 2.5
 GOAL_CROWD_MS = 5.0
 GOAL_SPEEDUP_OVER_SS = 5.0
 _PID_IN_SS = re.compile(r"pid=(\d+)")
 _NUMBER = re.compile(r"\d+")
-_TIME_WAIT = "06"  # the st column of /proc/net/tcp
 
 
 # -- the child processes ---------------------------------------------------------------------
-
-
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM handler: leave through ``finally`` blocks, so every socket gets closed."""
-    raise SystemExit(128 + signum)
 
 
 def _listener() -> socket.socket:
@@ -140,16 +143,6 @@ def _connect_pairs(server: socket.socket, count: int, into: list[socket.socket])
     return ""
 
 
-def _wait_for_parent() -> None:
-    """Block until the parent closes our stdin (or dies, which closes it too)."""
-    sys.stdin.buffer.read()
-
-
-def _report(data: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
-
-
 def serve_target(listeners: int, pairs: int) -> None:
     """The target: one listener (reported first), *listeners* more and *pairs* connections."""
     sockets: list[socket.socket] = []
@@ -164,7 +157,7 @@ def serve_target(listeners: int, pairs: int) -> None:
             if not extra:
                 sockets.append(server)
             note = _connect_pairs(server, pairs, sockets)
-        _report(
+        child_report(
             {
                 "port": main.getsockname()[1],
                 "pid": os.getpid(),
@@ -172,26 +165,15 @@ def serve_target(listeners: int, pairs: int) -> None:
                 "note": note,
             }
         )
-        _wait_for_parent()
+        child_wait_for_parent()
     finally:
         for sock in sockets:
             sock.close()
 
 
-def _raise_nofile() -> tuple[int, int]:
-    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (or as far as it goes)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return soft, hard
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
 def serve_crowd(wanted_sockets: int) -> None:
     """The crowd: one listener and connections to it, both ends held here."""
-    soft, hard = _raise_nofile()
+    soft, hard = raise_nofile_limit()
     wanted_pairs = max(0, wanted_sockets // 2)
     pairs = wanted_pairs
     notes = []
@@ -207,7 +189,7 @@ def serve_crowd(wanted_sockets: int) -> None:
         note = _connect_pairs(server, pairs, sockets)
         if note:
             notes.append(note)
-        _report(
+        child_report(
             {
                 "port": server.getsockname()[1],
                 "pid": os.getpid(),
@@ -216,7 +198,7 @@ def serve_crowd(wanted_sockets: int) -> None:
                 "nofile": [soft, hard],
             }
         )
-        _wait_for_parent()
+        child_wait_for_parent()
     finally:
         for sock in sockets:
             sock.close()
@@ -230,59 +212,21 @@ class ChildReport:
     note: str
 
 
-class Child:
-    """A child process of this script, ended by its PID in :meth:`stop`."""
-
-    def __init__(self, name: str, arguments: Sequence[str]) -> None:
-        self.name = name
-        command = [sys.executable, os.path.abspath(__file__), "--child", *arguments]
-        # A session of its own: Ctrl-C reaches only this script, which then ends the child.
-        self.process: subprocess.Popen[bytes] = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def read_report(self, timeout: float = CHILD_START_TIMEOUT) -> ChildReport:
-        stdout = self.process.stdout
-        assert stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(stdout, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                msg = f"the {self.name} process (PID {self.pid}) did not report in {timeout} s"
-                raise RuntimeError(msg)
-        line = stdout.readline()
-        if not line:
-            code = self.process.wait()
-            msg = f"the {self.name} process (PID {self.pid}) exited with {code} before reporting"
-            raise RuntimeError(msg)
-        data = json.loads(line)
-        return ChildReport(
-            port=int(data["port"]),
-            pid=int(data["pid"]),
-            sockets=int(data["sockets"]),
-            note=str(data.get("note") or ""),
-        )
-
-    def stop(self) -> None:
-        """Close its stdin (it exits on EOF), SIGTERM it by PID, wait, SIGKILL if it lingers."""
-        process = self.process
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+def start_child(name: str, arguments: Sequence[str]) -> tuple[Child, ChildReport]:
+    """Start this script with ``--child *arguments*`` and read what it holds."""
+    child = Child(name, [sys.executable, os.path.abspath(__file__), "--child", *arguments])
+    try:
+        data = child.read_report()
+    except BaseException:
+        child.stop()
+        raise
+    report = ChildReport(
+        port=int(data["port"]),
+        pid=int(data["pid"]),
+        sockets=int(data["sockets"]),
+        note=str(data.get("note") or ""),
+    )
+    return child, report
 
 
 # -- the methods ------------------------------------------------------------------------------
@@ -296,17 +240,6 @@ class Method:
     note: str = ""
 
 
-def _run_tool(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=TOOL_TIMEOUT,
-        env={**os.environ, "LC_ALL": "C"},
-    )
-
-
 def _who_holds_method() -> Method:
     import localport
 
@@ -316,41 +249,39 @@ def _who_holds_method() -> Method:
     return Method("who_holds()", in_process=True, find=find)
 
 
-def _lsof_method() -> Method:
-    binary = shutil.which("lsof")
+def _tool_method(
+    name: str,
+    tool: str,
+    arguments: Callable[[int], list[str]],
+    pids: Callable[[str], list[str]],
+) -> Method:
+    """A subprocess method: run *tool* with *arguments(port)*; *pids* finds PIDs in stdout."""
+    binary = shutil.which(tool)
     if binary is None:
-        return Method("lsof", in_process=False, find=None, note="lsof not found on PATH")
+        return Method(name, in_process=False, find=None, note=f"{tool} not found on PATH")
 
     def find(port: int) -> set[int]:
-        result = _run_tool([binary, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-t"])
-        return {int(n) for n in _NUMBER.findall(result.stdout)}
+        result = run_tool([binary, *arguments(port)])
+        return {int(n) for n in pids(result.stdout)}
 
-    return Method("lsof", in_process=False, find=find)
+    return Method(name, in_process=False, find=find)
+
+
+def _lsof_method() -> Method:
+    return _tool_method(
+        "lsof", "lsof", lambda port: ["-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-t"], _NUMBER.findall
+    )
 
 
 def _ss_method() -> Method:
-    binary = shutil.which("ss")
-    if binary is None:
-        return Method("ss -ltnp", in_process=False, find=None, note="ss not found on PATH")
-
-    def find(port: int) -> set[int]:
-        result = _run_tool([binary, "-ltnpH", f"sport = :{port}"])
-        return {int(n) for n in _PID_IN_SS.findall(result.stdout)}
-
-    return Method("ss -ltnp", in_process=False, find=find)
+    return _tool_method(
+        "ss -ltnp", "ss", lambda port: ["-ltnpH", f"sport = :{port}"], _PID_IN_SS.findall
+    )
 
 
 def _fuser_method() -> Method:
-    binary = shutil.which("fuser")
-    if binary is None:
-        return Method("fuser", in_process=False, find=None, note="fuser not found on PATH")
-
-    def find(port: int) -> set[int]:
-        # fuser writes "PORT/tcp:" to stderr and only the PIDs to stdout.
-        result = _run_tool([binary, f"{port}/tcp"])
-        return {int(n) for n in _NUMBER.findall(result.stdout)}
-
-    return Method("fuser", in_process=False, find=find)
+    # fuser writes "PORT/tcp:" to stderr and only the PIDs to stdout.
+    return _tool_method("fuser", "fuser", lambda port: [f"{port}/tcp"], _NUMBER.findall)
 
 
 def _psutil_method() -> Method:
@@ -389,14 +320,11 @@ class Result:
 
     @property
     def median_ms(self) -> float:
-        return statistics.median(self.times) * 1000 if self.times else math.nan
+        return median(self.times) * 1000
 
     @property
     def p95_ms(self) -> float:
-        if not self.times:
-            return math.nan
-        ordered = sorted(self.times)
-        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] * 1000
+        return percentile(self.times, 0.95) * 1000
 
 
 def measure(method: Method, port: int, pid: int, runs: int) -> Result:
@@ -453,92 +381,48 @@ def _speedup(ratio: float) -> str:
 
 def print_table(results: Sequence[Result]) -> None:
     reference = results[0].median_ms  # who_holds() comes first
-    print("| method | median ms | p95 ms | right PID | who_holds speed-up |")
-    print("|---|---:|---:|---:|---:|")
+    rows = []
     notes = []
     for result in results:
         name = result.method.name
         if result.method.find is None:
-            print(f"| {name} | - | - | - | skipped |")
+            rows.append([name, "-", "-", "-", "skipped"])
             notes.append(f"{name}: skipped, {result.method.note}")
             continue
         ratio = result.median_ms / reference if reference > 0 else math.nan
-        print(
-            f"| {name} | {_ms(result.median_ms)} | {_ms(result.p95_ms)} "
-            f"| {result.right}/{result.runs} | {_speedup(ratio)} |"
+        rows.append(
+            [
+                name,
+                _ms(result.median_ms),
+                _ms(result.p95_ms),
+                f"{result.right}/{result.runs}",
+                _speedup(ratio),
+            ]
         )
         if result.error:
             notes.append(f"{name}: {result.error}")
+    headers = ["method", "median ms", "p95 ms", "right PID", "who_holds speed-up"]
+    print(table(headers, rows))
     for note in notes:
         print(f"\nNote: {note}")
 
 
-@dataclass(frozen=True)
-class TcpCount:
-    total: int
-    time_wait: int
-
-
-def tcp_sockets() -> TcpCount:
-    """TCP sockets on the machine (this network namespace): /proc/net/tcp and tcp6 lines."""
-    total = time_wait = 0
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(path, encoding="ascii", errors="replace") as file:
-                next(file, None)  # the header
-                for line in file:
-                    total += 1
-                    fields = line.split(None, 4)
-                    if len(fields) > 3 and fields[3] == _TIME_WAIT:
-                        time_wait += 1
-        except OSError:
-            continue
-    return TcpCount(total, time_wait)
-
-
-def _tool_version(command: Sequence[str]) -> str:
-    binary = shutil.which(command[0])
-    if binary is None:
-        return "not found"
-    try:
-        result = _run_tool([binary, *command[1:]])
-    except (OSError, subprocess.SubprocessError) as error:
-        return f"? ({error})"
-    for line in (result.stdout + result.stderr).splitlines():
-        if re.search(r"\d+\.\d+", line):
-            return line.strip()
-    return "?"
-
-
-def print_machine_facts() -> None:
+def print_machine_facts(runs: str) -> None:
     import localport
 
-    try:
-        import psutil
-
-        psutil_version = psutil.__version__
-    except ImportError:
-        psutil_version = "not installed"
-    count = tcp_sockets()
-    processes = sum(1 for name in os.listdir("/proc") if name.isdigit())
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    print("# who_holds() benchmark\n")
-    print(
-        f"- Python: {platform.python_version()} ({platform.python_implementation()}, "
-        f"{sys.executable})"
-    )
-    print(f"- kernel: {platform.system()} {platform.release()} ({platform.machine()})")
-    print(f"- CPUs: {os.cpu_count()}")
-    print(
-        f"- TCP sockets on the machine (/proc/net/tcp + tcp6 lines): {count.total} "
-        f"({count.time_wait} in TIME_WAIT)"
-    )
-    print(f"- processes: {processes}; running as uid {os.getuid()}")
-    print(f"- RLIMIT_NOFILE here: soft {soft}, hard {hard}")
-    print(f"- localport {localport.__version__}, psutil {psutil_version}")
-    print(f"- ss: {_tool_version(['ss', '-V'])}")
-    print(f"- lsof: {_tool_version(['lsof', '-v'])}")
-    print(f"- fuser: {_tool_version(['fuser', '-V'])}")
+    processes = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    facts = [
+        *machine_facts(),
+        ("processes", f"{processes}; running as uid {os.getuid()}"),
+        ("RLIMIT_NOFILE here", f"soft {soft}, hard {hard}"),
+        ("localport", f"{localport.__version__}, psutil {package_version('psutil')}"),
+        ("ss", command_version(["ss", "-V"])),
+        ("lsof", command_version(["lsof", "-v"])),
+        ("fuser", command_version(["fuser", "-V"])),
+        ("runs", runs),
+    ]
+    print_facts("who_holds() benchmark", facts)
 
 
 def run_scenario(
@@ -550,12 +434,11 @@ def run_scenario(
     *,
     profile: bool,
 ) -> list[Result]:
-    count = tcp_sockets()
-    print(f"\n## {title}\n")
+    print(f"## {title}\n")
     print(description)
     print(
         f"Target: PID {target.pid}, port {target.port}; TCP sockets on the machine now: "
-        f"{count.total} ({count.time_wait} in TIME_WAIT).\n"
+        f"{describe_tcp_sockets()}.\n"
     )
     results = []
     for method in methods():
@@ -564,6 +447,7 @@ def run_scenario(
     print_table(results)
     if profile:
         profile_who_holds(target.port)
+    print()
     return results
 
 
@@ -575,7 +459,7 @@ def print_goals(quiet: Sequence[Result], crowd: Sequence[Result]) -> None:
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 
-    print("\n## Goals\n")
+    print("## Goals\n")
     for label, results, limit in (("quiet", quiet, GOAL_QUIET_MS), ("crowd", crowd, GOAL_CROWD_MS)):
         median = results[0].median_ms
         print(
@@ -623,7 +507,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def child_main(arguments: Sequence[str]) -> int:
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    exit_on_sigterm()
     kind, *numbers = arguments
     if kind == "target":
         serve_target(int(numbers[0]), int(numbers[1]))
@@ -642,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sys.platform.startswith("linux"):
         print("This benchmark needs Linux (/proc, ss, sock_diag).", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    exit_on_sigterm()
     quick: bool = arguments.quick
     runs_subprocess = arguments.runs or (QUICK_RUNS_SUBPROCESS if quick else RUNS_SUBPROCESS)
     runs_in_process = arguments.runs or (QUICK_RUNS_IN_PROCESS if quick else RUNS_IN_PROCESS)
@@ -651,16 +535,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.crowd_sockets is not None
         else (QUICK_CROWD_SOCKETS if quick else CROWD_SOCKETS)
     )
-    print_machine_facts()
-    print(
-        f"- runs: {runs_subprocess} per subprocess tool, {runs_in_process} per in-process "
+    print_machine_facts(
+        f"{runs_subprocess} per subprocess tool, {runs_in_process} per in-process "
         f"method{' (--quick)' if quick else ''}"
     )
     children: list[Child] = []
     try:
-        target_child = Child("target", ["target", str(TARGET_LISTENERS), str(TARGET_PAIRS)])
+        target_child, target = start_child(
+            "target", ["target", str(TARGET_LISTENERS), str(TARGET_PAIRS)]
+        )
         children.append(target_child)
-        target = target_child.read_report()
         if target.pid != target_child.pid:
             print(f"Note: the target reports PID {target.pid}, Popen says {target_child.pid}")
         note = f" Note: {target.note}." if target.note else ""
@@ -674,9 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile=arguments.profile,
         )
 
-        crowd_child = Child("crowd", ["crowd", str(crowd_sockets)])
+        crowd_child, crowd_report = start_child("crowd", ["crowd", str(crowd_sockets)])
         children.append(crowd_child)
-        crowd_report = crowd_child.read_report()
         note = f" Note: {crowd_report.note}." if crowd_report.note else ""
         crowd = run_scenario(
             "Scenario 2: crowd",
@@ -696,8 +579,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\nInterrupted; every process this script started has been ended.", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

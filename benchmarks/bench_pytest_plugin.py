@@ -16,9 +16,10 @@ removed, and ``PYTHONPYCACHEPREFIX`` pointed into the scratch directory (with
 ``PYTHONDONTWRITEBYTECODE`` removed): bytecode, pytest's assertion-rewritten modules included,
 is cached there, so the warm-up runs leave a warm cache as on a developer's machine, and the
 source tree is not written to. Everything is removed at the end. Only loopback addresses are
-bound. Times are wall-clock times of the whole subprocess. The machine facts (versions, kernel,
-CPU count, load average, the pytest11 plugins that load in every run, whether the plugin has
-bytecode beside its source) are printed first, then four tables, then the load average again.
+bound. Times are wall-clock times of the whole subprocess. The machine facts (from ``_common.py``:
+Python, kernel, CPU count, ephemeral port range, load average, TCP sockets; then versions, the
+pytest11 plugins that load in every run, whether the plugin has bytecode beside its source) are
+printed first, then four tables, then the load average again.
 
 1. Import cost. ``python -X importtime -c "import pytest; import localport.pytest_plugin"``,
    10 times (3 with ``--quick``) after one warm-up: the median, min and max cumulative time of
@@ -64,22 +65,32 @@ import importlib.metadata
 import importlib.util
 import math
 import os
-import platform
 import re
 import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from _common import (
+    Run,
+    load_average,
+    machine_facts,
+    median,
+    package_version,
+    percentile,
+    print_facts,
+    private_dir,
+    round_robin,
+    table,
+    timed_run,
+)
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 PLUGIN_MODULE = "localport.pytest_plugin"
+PACKAGES = ("pytest", "pytest-xdist", "pytest-asyncio", "localport")
 #: Per-subprocess limit: a hung run is a failure of the benchmark, not a measurement.
 RUN_TIMEOUT_S = 600.0
 FIXTURE_TESTS = 500
@@ -106,14 +117,6 @@ FULL = Counts(imports=10, startup=15, fixture=5, collision=5)
 QUICK = Counts(imports=3, startup=5, fixture=2, collision=2)
 
 
-@dataclass(frozen=True)
-class Run:
-    seconds: float
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 class BenchmarkError(Exception):
     """A subprocess did not do what the measurement needs."""
 
@@ -122,7 +125,7 @@ class Sandbox:
     """The private temporary directory that holds every project and lock directory."""
 
     def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="localport-bench-plugin-"))
+        self.root = private_dir("localport-bench-plugin-")
         self.locks = self.root / "locks"
         self.locks.mkdir(mode=0o700)
         self.asyncio_installed = importlib.util.find_spec("pytest_asyncio") is not None
@@ -131,8 +134,8 @@ class Sandbox:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def lock_dir(self) -> Path:
-        """A fresh, empty lock directory, mode 0700 (``mkdtemp`` creates it so)."""
-        return Path(tempfile.mkdtemp(prefix="lp-", dir=self.locks))
+        """A fresh, empty lock directory, mode 0700."""
+        return private_dir("lp-", self.locks)
 
     def env(self, *, bytecode_cache: bool = True) -> dict[str, str]:
         """The environment of one subprocess, with a fresh ``LOCALPORT_DIR``.
@@ -179,22 +182,25 @@ class Sandbox:
     ) -> Run:
         """Run ``python *args`` in *cwd*; raise if *expect* is given and the exit code differs."""
         command = [sys.executable, *args]
-        start = time.perf_counter()
-        done = subprocess.run(
-            command,
-            cwd=cwd,
-            env=self.env(bytecode_cache=bytecode_cache),
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            check=False,
-        )
-        seconds = time.perf_counter() - start
+        env = self.env(bytecode_cache=bytecode_cache)
+        done = timed_run(command, env=env, cwd=cwd, timeout=RUN_TIMEOUT_S)
         if expect is not None and done.returncode != expect:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
             msg = f"{' '.join(command)} exited {done.returncode}, not {expect}:\n{tail}"
             raise BenchmarkError(msg)
-        return Run(seconds, done.returncode, done.stdout, done.stderr)
+        return done
+
+    def passing(
+        self, args: Sequence[str], cwd: Path, tests: int, *, bytecode_cache: bool = True
+    ) -> Callable[[], float]:
+        """A call for :func:`round_robin`: one run that must pass *tests* tests; its seconds."""
+
+        def call() -> float:
+            done = self.run(args, cwd, bytecode_cache=bytecode_cache)
+            expect_passed(done, tests)
+            return done.seconds
+
+        return call
 
 
 # --------------------------------------------------------------------------- helpers
@@ -202,15 +208,7 @@ class Sandbox:
 
 def p90(values: Sequence[float]) -> float:
     """The 90th percentile, nearest rank."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-
-
-def version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+    return percentile(values, 0.9)
 
 
 def summary_counts(stdout: str) -> dict[str, int]:
@@ -235,12 +233,9 @@ def expect_passed(run: Run, tests: int) -> None:
         raise BenchmarkError(msg)
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> None:
-    """Print a Markdown table; *align* has one letter per column, ``l`` or ``r``."""
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> None:
+    """Print a Markdown table and a blank line; *align* has ``l`` or ``r`` for each column."""
+    print(table(header, rows, align))
     print()
 
 
@@ -251,15 +246,7 @@ def goal_text(value: float, goal: float) -> str:
 # --------------------------------------------------------------------------- machine facts
 
 
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages: other work on the machine skews every table."""
-    try:
-        return " / ".join(f"{value:.2f}" for value in os.getloadavg())
-    except (AttributeError, OSError):
-        return "unknown"
-
-
-def print_facts(sandbox: Sandbox) -> None:
+def print_plugin_facts(sandbox: Sandbox) -> None:
     plugins = sorted(
         f"{entry.name} ({entry.value})"
         for entry in importlib.metadata.entry_points(group="pytest11")
@@ -267,33 +254,15 @@ def print_facts(sandbox: Sandbox) -> None:
     spec = importlib.util.find_spec(PLUGIN_MODULE)
     origin = spec.origin if spec is not None else None
     beside = "yes" if origin and Path(importlib.util.cache_from_source(origin)).exists() else "no"
-    port_range = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    ephemeral = (
-        "-".join(port_range.read_text(encoding="ascii").split())
-        if port_range.exists()
-        else "unknown"
-    )
-    print("# localport pytest plugin benchmark")
-    print()
-    table(
-        ["fact", "value"],
-        [
-            ["python", f"{platform.python_version()} ({sys.executable})"],
-            ["pytest", version("pytest")],
-            ["pytest-xdist", version("pytest-xdist")],
-            ["pytest-asyncio", version("pytest-asyncio")],
-            ["localport", version("localport")],
-            ["kernel", f"{platform.system()} {platform.release()} {platform.machine()}"],
-            ["cpu count", str(os.cpu_count())],
-            ["load average at start (1 / 5 / 15 min)", load_average()],
-            ["ephemeral port range", ephemeral],
-            ["pytest11 plugins (load in every run)", ", ".join(plugins) or "none"],
-            [f"`{PLUGIN_MODULE}`", str(origin)],
-            ["its bytecode in `__pycache__` beside it", beside],
-            ["scratch directory (removed at the end)", str(sandbox.root)],
-        ],
-        "ll",
-    )
+    facts = [
+        *machine_facts(),
+        *((name, package_version(name)) for name in PACKAGES),
+        ("pytest11 plugins (load in every run)", ", ".join(plugins) or "none"),
+        (f"`{PLUGIN_MODULE}`", str(origin)),
+        ("its bytecode in `__pycache__` beside it", beside),
+        ("scratch directory (removed at the end)", str(sandbox.root)),
+    ]
+    print_facts("localport pytest plugin benchmark", facts, as_table=True)
 
 
 # --------------------------------------------------------------------------- 1. import
@@ -320,12 +289,12 @@ def import_cost(sandbox: Sandbox, runs: int) -> None:
                 samples[name].append(value)
     print(f"## 1. Import cost (`-X importtime`, {runs} runs after a warm-up)")
     print()
-    table(
+    print_table(
         ["module", "median cumulative us", "min us", "max us"],
         [
             [
                 f"`{name}`" + (" (marginal over pytest)" if name == PLUGIN_MODULE else ""),
-                f"{statistics.median(values):,.0f}",
+                f"{median(values):,.0f}",
                 f"{min(values):,}",
                 f"{max(values):,}",
             ]
@@ -356,13 +325,15 @@ def startup_cost(sandbox: Sandbox, runs: int) -> None:
         ("plugin loaded, no bytecode writes", base, False),
         ("`-p no:localport`, no bytecode writes", off, False),
     ]
-    times: list[list[float]] = [[] for _ in variants]
-    for index in range(runs + 1):
-        for samples, (_, args, cache) in zip(times, variants, strict=True):
-            done = sandbox.run(args, project, bytecode_cache=cache)
-            expect_passed(done, 1)
-            if index:  # the first round is a warm-up
-                samples.append(done.seconds * 1000)
+    # One warm-up round, then *runs* rounds.
+    seconds = round_robin(
+        {
+            label: sandbox.passing(args, project, 1, bytecode_cache=cache)
+            for label, args, cache in variants
+        },
+        runs,
+    )
+    times = [[value * 1000 for value in seconds[label]] for label, _, _ in variants]
     print(
         f"## 2. Start-up cost (`pytest -q -p no:randomly -p no:cacheprovider`, one trivial "
         f"test, {runs} runs each, alternating)"
@@ -372,7 +343,7 @@ def startup_cost(sandbox: Sandbox, runs: int) -> None:
     added = math.nan
     for pair in (0, 2):
         with_plugin, without = times[pair], times[pair + 1]
-        difference = statistics.median(with_plugin) - statistics.median(without)
+        difference = median(with_plugin) - median(without)
         if pair == 0:
             added = difference
         for (label, _, _), samples in zip(
@@ -382,14 +353,14 @@ def startup_cost(sandbox: Sandbox, runs: int) -> None:
                 [
                     label,
                     str(len(samples)),
-                    f"{statistics.median(samples):.1f}",
+                    f"{median(samples):.1f}",
                     f"{p90(samples):.1f}",
                 ]
             )
         label = "**difference (plugin added)**" if pair == 0 else "difference, no bytecode writes"
         median_text = f"**{difference:+.1f}**" if pair == 0 else f"{difference:+.1f}"
         rows.append([label, "", median_text, f"{p90(with_plugin) - p90(without):+.1f}"])
-    table(["variant", "runs", "median ms", "p90 ms"], rows, "lrrr")
+    print_table(["variant", "runs", "median ms", "p90 ms"], rows, "lrrr")
     print(
         f"Goal: under {STARTUP_GOAL_MS:g} ms added (with a bytecode cache): "
         f'{goal_text(added, STARTUP_GOAL_MS)}. "No bytecode writes" runs with '
@@ -440,14 +411,15 @@ def fixture_overhead(sandbox: Sandbox, runs: int) -> None:
         variants["baseline (no fixture)"][0],
         ["-p", "no:localport"],
     )
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for index in range(runs + 1):
-        for name, (project, extra) in variants.items():
-            done = sandbox.run([*base, *extra], project)
-            expect_passed(done, FIXTURE_TESTS)
-            if index:  # the first round is a warm-up
-                times[name].append(done.seconds)
-    baseline = statistics.median(times["baseline (no fixture)"])
+    # One warm-up round, then *runs* rounds.
+    times = round_robin(
+        {
+            name: sandbox.passing([*base, *extra], project, FIXTURE_TESTS)
+            for name, (project, extra) in variants.items()
+        },
+        runs,
+    )
+    baseline = median(times["baseline (no fixture)"])
 
     def per_test_ms(seconds: float, reference: float) -> float:
         return (seconds - reference) * 1000 / FIXTURE_TESTS
@@ -460,8 +432,8 @@ def fixture_overhead(sandbox: Sandbox, runs: int) -> None:
     rows: list[list[str]] = []
     free_port_ms = math.nan
     for name, values in times.items():
-        median = statistics.median(values)
-        overhead = per_test_ms(median, baseline)
+        middle = median(values)
+        overhead = per_test_ms(middle, baseline)
         if name == "`free_port`":
             free_port_ms = overhead
         if name == "baseline (no fixture)":
@@ -470,7 +442,7 @@ def fixture_overhead(sandbox: Sandbox, runs: int) -> None:
             note = f"{-overhead:+.3f} (plugin's hooks per test: baseline - this row)"
         else:
             note = f"{overhead:+.3f}"
-        rows.append([name, str(len(values)), f"{median:.3f}", note])
+        rows.append([name, str(len(values)), f"{middle:.3f}", note])
     xdist = ["-n", "2"]
     xdist_times = {
         name: sandbox.run([*base, *xdist], variants[name][0])
@@ -489,7 +461,7 @@ def fixture_overhead(sandbox: Sandbox, runs: int) -> None:
             f"{per_test_ms(xdist_free, xdist_base):+.3f} (vs `-n 2` baseline)",
         ]
     )
-    table(["variant", "runs", "median total s", "ms per test vs baseline"], rows, "lrrl")
+    print_table(["variant", "runs", "median total s", "ms per test vs baseline"], rows, "lrrl")
     print(
         f"Goal: under {FIXTURE_GOAL_MS:g} ms per `free_port`: "
         f"{goal_text(free_port_ms, FIXTURE_GOAL_MS)}."
@@ -612,7 +584,7 @@ def collisions(sandbox: Sandbox, runs: int) -> None:
         ]
         for name, entry in stats.items()
     ]
-    table(header, rows, "l" + "r" * (len(header) - 1))
+    print_table(header, rows, "l" + "r" * (len(header) - 1))
     print(
         "Failed tests per run. Every test sleeps 0-20 ms between getting its port and binding "
         "it; (b) picks with bind(0)-and-close in the test file."
@@ -645,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sandbox = Sandbox()
     try:
-        print_facts(sandbox)
+        print_plugin_facts(sandbox)
         import_cost(sandbox, counts.imports)
         startup_cost(sandbox, counts.startup)
         fixture_overhead(sandbox, counts.fixture)

@@ -13,8 +13,9 @@ Options: ``--iterations N`` (latency samples, default 2000), ``--processes P`` a
 ``--[no-]drain`` and ``--only NAME[,NAME]`` with names from: localport, raw, portpicker,
 ephemeral_port_reserve, port_for, portend.
 
-Everything binds loopback addresses only. The machine facts (Python, kernel, CPU count and the
-kernel's ephemeral port range) are printed first, then three tables.
+Everything binds loopback addresses only. The machine facts (Python, kernel, CPU count, the
+kernel's ephemeral port range, load average and TCP sockets, from ``_common.py``; then
+``tcp_tw_reuse``, the tools' versions and the parameters) are printed first, then three tables.
 
 1. Latency. Wall time of picking one port, N times in a row in this process: median and p99
    (nearest rank) in microseconds, and the median divided by portpicker's median. For
@@ -59,11 +60,9 @@ import contextlib
 import errno
 import gc
 import importlib
-import importlib.metadata
 import math
 import multiprocessing
 import os
-import platform
 import queue
 import random
 import shutil
@@ -71,12 +70,27 @@ import signal
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypedDict, cast
+
+from _common import (
+    LOOPBACK,
+    US,
+    count_time_wait,
+    machine_facts,
+    median,
+    package_version,
+    percentile,
+    port_is_free,
+    print_facts,
+    private_dir,
+    read_proc,
+    table,
+    wait_for_time_wait,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -94,8 +108,6 @@ PEER_MODULES = {
     "port_for": "port-for",
     "portend": "portend",
 }
-LOOPBACK = "127.0.0.1"
-US = "\N{MICRO SIGN}s"
 
 #: A pick that takes longer than this is a hang: SIGALRM interrupts it.
 CALL_GUARD_S = 10.0
@@ -264,81 +276,11 @@ def _make_picker(tool: str, lock_dir: str) -> Picker:
 
 
 def _tool_version(tool: str) -> str:
-    if tool == "raw":
-        return "stdlib"
-    name = PEER_MODULES.get(tool, tool)
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return "stdlib" if tool == "raw" else package_version(PEER_MODULES.get(tool, tool), "unknown")
 
 
 def _make_lock_dir(root: str, prefix: str) -> str:
-    path = tempfile.mkdtemp(prefix=prefix, dir=root)
-    os.chmod(path, 0o700)
-    return path
-
-
-def _read_text(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="ascii").strip().replace("\t", " ")
-    except OSError as error:
-        return f"unavailable ({error.strerror})"
-
-
-def _count_time_wait() -> int | None:
-    total = 0
-    found = False
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name, encoding="ascii") as file:
-                next(file, None)
-                total += sum(1 for line in file if line.split()[3:4] == ["06"])
-                found = True
-        except OSError:
-            continue
-    return total if found else None
-
-
-def _drain_time_wait() -> float:
-    """Wait until fewer than DRAIN_LIMIT TCP sockets are in TIME_WAIT; return the wait."""
-    began = time.monotonic()
-    while time.monotonic() - began < DRAIN_MAX_S:
-        count = _count_time_wait()
-        if count is None or count < DRAIN_LIMIT:
-            break
-        time.sleep(1.0)
-    return time.monotonic() - began
-
-
-def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence."""
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 1) -> str:
-    """A Markdown table: the first *text_columns* columns left-aligned, the rest right."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [
-            cell.ljust(w) if i < text_columns else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = (
-        "|"
-        + "|".join(
-            ":" + "-" * (w + 1) if i < text_columns else "-" * (w + 1) + ":"
-            for i, w in enumerate(widths)
-        )
-        + "|"
-    )
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+    return str(private_dir(prefix, root))
 
 
 def _finish(processes: Sequence[BaseProcess], timeout: float) -> None:
@@ -374,22 +316,20 @@ def _drain(source: Queue[object], count: int, deadline: float) -> list[object]:
 # --------------------------------------------------------------------------- facts
 
 
-def print_facts(cfg: Config, notes: list[str]) -> None:
-    print("# localport benchmark\n")
-    print(f"- Python: {platform.python_implementation()} {platform.python_version()}")
-    print(f"- kernel: {platform.system()} {platform.release()}")
-    print(f"- cpu count: {os.cpu_count()}")
-    print(f"- ip_local_port_range: {_read_text('/proc/sys/net/ipv4/ip_local_port_range')}")
-    print(f"- tcp_tw_reuse: {_read_text('/proc/sys/net/ipv4/tcp_tw_reuse')}")
+def _print_facts(cfg: Config, notes: list[str]) -> None:
     versions = ", ".join(f"{tool} {_tool_version(tool)}" for tool in cfg.tools)
-    print(f"- tools: {versions}")
-    print(
-        f"- parameters: iterations={cfg.iterations}, processes={cfg.processes}, "
-        f"ports={cfg.ports}, drain={cfg.drain}"
+    parameters = (
+        f"iterations={cfg.iterations}, processes={cfg.processes}, ports={cfg.ports}, "
+        f"drain={cfg.drain}"
     )
-    for note in notes:
-        print(f"- note: {note}")
-    print()
+    facts = [
+        *machine_facts(),
+        ("tcp_tw_reuse", read_proc("/proc/sys/net/ipv4/tcp_tw_reuse")),
+        ("tools", versions),
+        ("parameters", parameters),
+        *(("note", note) for note in notes),
+    ]
+    print_facts("localport benchmark", facts)
 
 
 # --------------------------------------------------------------------------- 1. latency
@@ -435,8 +375,8 @@ def run_latency(cfg: Config, lock_dir: str) -> None:
         except Exception as error:  # noqa: BLE001 - one tool failing must not stop the rest
             notes.append(f"{tool}: failed: {type(error).__name__}: {error}")
             continue
-        medians[tool] = statistics.median(samples) / 1000
-        p99s[tool] = _percentile(samples, 0.99) / 1000
+        medians[tool] = median(samples) / 1000
+        p99s[tool] = percentile(samples, 0.99) / 1000
     base = medians.get("portpicker")
     rows = []
     for tool in cfg.tools:
@@ -445,30 +385,13 @@ def run_latency(cfg: Config, lock_dir: str) -> None:
         ratio = f"{medians[tool] / base:.2f}x" if base else "n/a"
         rows.append([tool, f"{medians[tool]:.1f}", f"{p99s[tool]:.1f}", ratio])
     headers = ["tool", f"median {US}", f"p99 {US}", "median / portpicker"]
-    print(_table(headers, rows))
+    print(table(headers, rows))
     for note in notes:
         print(f"\n- {note}")
     print()
 
 
 # --------------------------------------------------------------------------- 2. busy candidates
-
-
-def _port_is_free(port: int) -> bool:
-    """Whether a plain bind of *port* works on 127.0.0.1 and (where it exists) on [::1]."""
-    for family, address in ((socket.AF_INET, LOOPBACK), (socket.AF_INET6, "::1")):
-        try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
-            continue
-        try:
-            sock.bind((address, port))
-        except OSError as error:
-            if error.errno != errno.EADDRNOTAVAIL:
-                return False
-        finally:
-            sock.close()
-    return True
 
 
 def _hold_busy_block(count: int, rng: random.Random) -> tuple[int, list[socket.socket]]:
@@ -486,7 +409,7 @@ def _hold_busy_block(count: int, rng: random.Random) -> tuple[int, list[socket.s
             for sock in listeners:
                 sock.close()
             continue
-        if _port_is_free(base + count):
+        if port_is_free(base + count):
             return base, listeners
         for sock in listeners:
             sock.close()
@@ -583,12 +506,12 @@ def run_busy(lock_dir: str) -> None:
     ]
     row = [
         f"{base}-{free}",
-        f"{statistics.median(totals):.1f}",
-        f"{statistics.median(baselines):.1f}",
-        f"{statistics.median(walked):.0f}",
-        f"{statistics.median(per_candidate):.2f}" if per_candidate else "n/a",
+        f"{median(totals):.1f}",
+        f"{median(baselines):.1f}",
+        f"{median(walked):.0f}",
+        f"{median(per_candidate):.2f}" if per_candidate else "n/a",
     ]
-    print(_table(headers, [row]))
+    print(table(headers, [row]))
     print(
         f"\n- {BUSY_REPS} calls; busy ports walked per call: min {min(walked)}, "
         f"max {max(walked)}, mean {statistics.fmean(walked):.0f}"
@@ -774,8 +697,8 @@ def collision_run(
 ) -> RunStats:
     stats = RunStats(tool, "noise" if noisy else "quiet")
     if cfg.drain:
-        stats.drained_s = _drain_time_wait()
-    stats.time_wait_at_start = _count_time_wait()
+        stats.drained_s = wait_for_time_wait(DRAIN_LIMIT, DRAIN_MAX_S)
+    stats.time_wait_at_start = count_time_wait()
     start = ctx.Barrier(cfg.processes + 1)
     done = ctx.Barrier(cfg.processes)
     out: Queue[WorkerResult] = ctx.Queue()
@@ -830,7 +753,7 @@ def collision_run(
             )
     finally:
         stop.set()
-        stats.time_wait_at_end = _count_time_wait()
+        stats.time_wait_at_end = count_time_wait()
         _finish(pickers + noise, timeout=BARRIER_TIMEOUT_S)
         for source in (out, noise_out):
             source.close()
@@ -874,7 +797,7 @@ def run_collisions(cfg: Config, root: str) -> None:
         ]
         for r in runs
     ]
-    print(_table(headers, rows, text_columns=2))
+    print(table(headers, rows, "ll" + "r" * (len(headers) - 2)))
     print()
     for r in runs:
         _print_run_notes(r)
@@ -885,7 +808,7 @@ def _print_run_notes(r: RunStats) -> None:
     parts = [f"TIME_WAIT at start {r.time_wait_at_start}, at end {r.time_wait_at_end}"]
     if r.drained_s >= 1.0:
         parts.append(f"waited {r.drained_s:.0f} s for TIME_WAIT to drain first")
-    limit = _read_text("/proc/sys/net/ipv4/tcp_max_tw_buckets")
+    limit = read_proc("/proc/sys/net/ipv4/tcp_max_tw_buckets")
     if limit.isdigit() and (r.time_wait_at_end or 0) >= int(limit):
         parts.append(f"TIME_WAIT table full (tcp_max_tw_buckets {limit}): the kernel dropped some")
     if r.noise is not None:
@@ -965,12 +888,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # portpicker asks a portserver only when this is set; the children inherit the removal.
     os.environ.pop("PORTSERVER_ADDRESS", None)
     _install_call_guard()
-    root = tempfile.mkdtemp(prefix="localport-bench-")
-    os.chmod(root, 0o700)
+    root = str(private_dir("localport-bench-"))
     try:
         lock_dir = _make_lock_dir(root, "latency-")
         cfg.tools, notes = _available_tools(cfg.tools, lock_dir)
-        print_facts(cfg, notes)
+        _print_facts(cfg, notes)
         if not cfg.tools:
             print("nothing to benchmark")
             return 1

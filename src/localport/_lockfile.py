@@ -36,6 +36,8 @@ from typing import Any
 _NO_SURPRISES = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _READ_FLAGS = os.O_RDONLY | _NO_SURPRISES
 _LOCK_FLAGS = os.O_RDWR | _NO_SURPRISES | getattr(os, "O_CLOEXEC", 0)
+#: What opening something other than a regular file for writing fails with.
+_NOT_A_FILE = frozenset({errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP})
 RECORD_LIMIT = 4096
 _RECORD_BLOCK = 512
 # Built once: json.dumps() with non-default options builds a new encoder on every call.
@@ -104,6 +106,12 @@ def open_lock_file(path: str, *, shared: bool) -> int | None:
         fd = os.open(path, _LOCK_FLAGS)
     except FileNotFoundError:
         return None
+    except OSError as error:
+        if error.errno in _NOT_A_FILE:  # a directory or a socket planted at the path
+            raise PermissionError(
+                errno.EPERM, "refusing lock file: not a regular file", path
+            ) from error
+        raise
     _check_or_close(fd, path, shared=shared)
     return fd
 
