@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["pytester"]
 
-# Tests that need fixed port numbers, or a range of their own, use 24000-26999: outside
+# Tests that need fixed port numbers, or a range of their own, use 24000-29099: outside
 # localport's default range (49152-65535, where every other test picks) and below the
 # kernel's default ephemeral range (32768-60999), so neither other xdist workers nor outgoing
 # connections ever touch them. Each test (and each variant of one) has its own numbers: tests

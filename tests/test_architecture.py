@@ -130,7 +130,9 @@ def test_only_the_platform_seam_asks_which_system_this_is() -> None:
         if name.split(".")[0] == PLATFORM_SEAM:
             continue
         for node in ast.walk(tree):
-            text = ast.unparse(node) if isinstance(node, ast.Attribute) else ""
+            if not isinstance(node, ast.Attribute):
+                continue
+            text = ast.unparse(node)
             if text in ("sys.platform", "os.name", "platform.system"):
                 asked.append(f"{path.relative_to(PACKAGE)}:{node.lineno} reads {text}")
     assert asked == []

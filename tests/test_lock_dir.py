@@ -294,7 +294,8 @@ def test_lock_files_are_never_unlinked_and_released_ones_are_not_listed() -> Non
 
 # -- readers never disturb writers -----------------------------------------------------------
 #
-# DESIGN.md: reading the registry (listing, is_free) must never make a concurrent reserve() fail.
+# Reading the registry (listing, is_free) must never make a concurrent reserve() fail
+# (docs/architecture.md: readers never take a lock).
 # A reader that "tests" a lock by taking it, or binds a port a reserve() is in the middle of
 # taking, breaks that. The reader runs in a thread (the GIL interleaves it with the main thread)
 # and in a child process (true parallelism), while this process reserves and releases one port.
@@ -392,7 +393,7 @@ def test_reading_the_registry_in_another_process_never_makes_a_concurrent_reserv
 # -- a lock held mid-reserve -------------------------------------------------------------------
 #
 # Between taking a port's lock and writing its metadata, a reserve() holds a lock file that still
-# describes the previous, released reservation. Only the lock state is truth (DESIGN.md).
+# describes the previous, released reservation. Only the lock state is truth (docs/architecture.md).
 
 LOCK_HOLDER = """
 import json, sys

@@ -107,22 +107,20 @@ def check_bool(value: object, argument: str) -> bool:
 
 def check_count(value: object) -> int:
     """``count`` of :func:`localport.reserve_many`: an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"count must be an int >= 1, got {_type_name(value)}"
-        raise TypeError(msg)
-    if value < 1:
-        msg = f"count must be >= 1, got {value}"
-        raise ValueError(msg)
-    return value
+    return _check_at_least_one(value, "count", kind="an int >= 1", limit=">= 1")
 
 
 def check_backlog(value: object) -> int:
     """The ``listen()`` backlog: a positive int."""
+    return _check_at_least_one(value, "backlog", kind="a positive int", limit="a positive int")
+
+
+def _check_at_least_one(value: object, argument: str, *, kind: str, limit: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"backlog must be a positive int, got {_type_name(value)}"
+        msg = f"{argument} must be {kind}, got {_type_name(value)}"
         raise TypeError(msg)
     if value < 1:
-        msg = f"backlog must be a positive int, got {value!r}"
+        msg = f"{argument} must be {limit}, got {value!r}"
         raise ValueError(msg)
     return value
 
