@@ -93,15 +93,18 @@ _V6_LOOPBACK = Endpoint(socket.AF_INET6, "::1")
 
 
 def host_family(host: str) -> socket.AddressFamily:
-    if host == "localhost":
+    if host in ("localhost", "*"):
         return socket.AF_INET
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def bind_address(host: str) -> tuple[socket.AddressFamily, str]:
-    """The family and address a server for *host* binds (``localhost`` binds 127.0.0.1)."""
+    """The family and address a server for *host* binds (``localhost`` binds 127.0.0.1, and
+    ``*``, every address, the IPv4 wildcard)."""
     if host == "localhost":
         return socket.AF_INET, "127.0.0.1"
+    if host == "*":
+        return socket.AF_INET, "0.0.0.0"
     return host_family(host), host
 
 
@@ -115,7 +118,7 @@ def client_addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
         return [(socket.AF_INET, "127.0.0.1")]
     if host in ("::1", "::"):
         return [(socket.AF_INET6, "::1")]
-    if host == "localhost":
+    if host in ("localhost", "*"):
         return [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
     return [(host_family(host), host)]
 
@@ -124,7 +127,7 @@ def url_host(host: str) -> str:
     """The host part of a URL that reaches a server bound to *host* from this machine."""
     if host == "localhost":
         return host
-    family, address = client_addresses(host)[0]
+    family, address = client_addresses(host)[0]  # "*": 127.0.0.1
     return f"[{address}]" if family == socket.AF_INET6 else address
 
 
@@ -132,6 +135,12 @@ def url_host(host: str) -> str:
 def plan_for(host: str, sock_type: socket.SocketKind) -> Plan:
     """The probe and guard plan for a consumer on *host* (already normalized)."""
     udp = sock_type == socket.SOCK_DGRAM
+    if host == "*":
+        # Free on every address: the IPv4 wildcard, then a dual-stack [::] (absent without
+        # IPv6), which fails on anything bound to the port on any address of either family.
+        # No guard: every guard collides with a wildcard bind of its own family.
+        wildcard = Endpoint(socket.AF_INET, "0.0.0.0")
+        return Plan(wildcard, (wildcard, Endpoint(socket.AF_INET6, "::", v6only=False)), ())
     if host == "localhost":
         return Plan(_V4_LOOPBACK, (_V4_LOOPBACK, _V6_LOOPBACK), (_V4_SECOND_LOOPBACK,))
     if host == "0.0.0.0":

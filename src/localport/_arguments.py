@@ -19,7 +19,13 @@ Proto: TypeAlias = Literal["tcp", "udp", "both"]
 SocketProto: TypeAlias = Literal["tcp", "udp"]
 PROTOS: tuple[Proto, ...] = ("tcp", "udp", "both")
 
-HOST_HELP = "an IP address such as '127.0.0.1', '::1', '0.0.0.0' or '::', or 'localhost'"
+HOST_HELP = (
+    "an IP address such as '127.0.0.1', '::1', '0.0.0.0' or '::', or 'localhost' "
+    "(or '*': every address)"
+)
+#: ``host="*"``: a port free on every address of both families.
+ANY_ADDRESS = "*"
+REUSE_ENV = "LOCALPORT_REUSEADDR"
 NAME_LIMIT = 200
 
 
@@ -186,6 +192,8 @@ def _normalize_text_host(host: str) -> str:
     # Cached: parsing an address with ipaddress costs more than a bind probe.
     if host.lower() == "localhost":
         return "localhost"
+    if host == ANY_ADDRESS:
+        return host
     import ipaddress  # only when a host is given: `localport who` never needs it
 
     try:
@@ -194,6 +202,19 @@ def _normalize_text_host(host: str) -> str:
         msg = f"host must be {HOST_HELP}; got {host!r} (no name but localhost is resolved)"
         raise ValueError(msg) from None
     return str(address)
+
+
+def check_reuse_address(value: object) -> bool:
+    """``reuse_address``: True or False, or ``None`` for ``LOCALPORT_REUSEADDR`` (``1`` is on)."""
+    if value is None:
+        setting = os.environ.get(REUSE_ENV, "").strip().lower()
+        if setting in ("", "0", "false", "no", "off"):
+            return False
+        if setting in ("1", "true", "yes", "on"):
+            return True
+        msg = f"{REUSE_ENV} must be 1 or 0 (or true/false, yes/no, on/off), got {setting!r}"
+        raise ValueError(msg)
+    return check_bool(value, "reuse_address")
 
 
 def check_lock_dir(lock_dir: object) -> str | None:

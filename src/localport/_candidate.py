@@ -36,6 +36,7 @@ from ._arguments import (
     check_name,
     check_port,
     check_proto,
+    check_reuse_address,
     normalize_host,
     protos_of,
 )
@@ -66,6 +67,7 @@ class Request:
     fallback: bool
     guard: bool
     lock_dir: str | None
+    reuse_address: bool = False
 
     @classmethod
     def check(
@@ -79,6 +81,7 @@ class Request:
         fallback: object,
         guard: object,
         lock_dir: object,
+        reuse_address: object = False,
     ) -> Request:
         """Validate every argument, without any I/O."""
         return cls(
@@ -90,6 +93,7 @@ class Request:
             fallback=check_bool(fallback, "fallback"),
             guard=check_bool(guard, "guard"),
             lock_dir=check_lock_dir(lock_dir),
+            reuse_address=check_reuse_address(reuse_address),
         )
 
     @property
@@ -166,11 +170,13 @@ class Candidate:
     def attempt(self, port: int, *, explicit: bool, sticky: bool) -> Outcome:
         """Try to reserve *port* (the steps in this module's docstring).
 
-        A *sticky* port (a name's own) is probed with ``SO_REUSEADDR`` at the consumer's
-        address: a restarted dev server finds its old port in TIME_WAIT, which a plain probe
-        reports busy, so the name would move on every restart. That probe still fails on any
-        listener and any socket bound without it, and servers that want sticky ports set it.
+        A *sticky* port (a name's own), and every port with ``reuse_address``, is probed
+        with ``SO_REUSEADDR`` at the consumer's address: a restarted dev server finds its old
+        port in TIME_WAIT, which a plain probe reports busy, so the name would move on every
+        restart. That probe still fails on any listener and any socket bound without it, and
+        servers that want sticky ports set it.
         """
+        sticky = sticky or self.request.reuse_address
         try:
             taken = self._lock(port, explicit=explicit, sticky=sticky)
         except OSError as error:

@@ -74,12 +74,17 @@ class NoFreePortError(LocalportError, OSError):
 
     :ivar port_range: the inclusive ``(low, high)`` range that was searched.
     :ivar busy: how many candidates were rejected because something held them.
+    :ivar time_wait: how many of those only TIME_WAIT leftovers of closed connections held
+        (``reuse_address=True`` takes them; counted where the kernel can say).
     """
 
-    def __init__(self, port_range: tuple[int, int], busy: int, *, count: int = 1) -> None:
+    def __init__(
+        self, port_range: tuple[int, int], busy: int, *, count: int = 1, time_wait: int = 0
+    ) -> None:
         self._port_range = port_range
         self._busy = busy
         self._count = count
+        self._time_wait = time_wait
         super().__init__(errno.EADDRNOTAVAIL, self._sentence())
 
     @property
@@ -90,24 +95,39 @@ class NoFreePortError(LocalportError, OSError):
     def busy(self) -> int:
         return self._busy
 
+    @property
+    def time_wait(self) -> int:
+        return self._time_wait
+
     def _sentence(self) -> str:
         low, high = self._port_range
         wanted = "free port" if self._count == 1 else f"{self._count} consecutive free ports"
-        return (
+        text = (
             f"no {wanted} left in {low}-{high}: "
-            f"{self._busy} of {high - low + 1} ports are in use or reserved; "
-            "widen port_range (or LOCALPORT_RANGE) or release some reservations"
+            f"{self._busy} of {high - low + 1} ports are in use or reserved"
         )
+        if self._time_wait:
+            text += (
+                f" ({self._time_wait} only by TIME_WAIT leftovers of closed connections, which "
+                "a server that sets SO_REUSEADDR can bind: pass reuse_address=True or set "
+                "LOCALPORT_REUSEADDR=1)"
+            )
+        return text + "; widen port_range (or LOCALPORT_RANGE) or release some reservations"
 
     def __str__(self) -> str:
         return self._sentence()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_no_free_port, (self._port_range, self._busy, self._count))
+        return (
+            _rebuild_no_free_port,
+            (self._port_range, self._busy, self._count, self._time_wait),
+        )
 
 
-def _rebuild_no_free_port(port_range: tuple[int, int], busy: int, count: int) -> NoFreePortError:
-    return NoFreePortError(port_range, busy, count=count)
+def _rebuild_no_free_port(
+    port_range: tuple[int, int], busy: int, count: int, time_wait: int = 0
+) -> NoFreePortError:
+    return NoFreePortError(port_range, busy, count=count, time_wait=time_wait)
 
 
 class AddressNotAvailableError(LocalportError, OSError):

@@ -53,7 +53,9 @@ class ReservedAddress:
 
     @property
     def address(self) -> tuple[str, int]:
-        """``(host, port)``, ready for ``bind()``."""
+        """``(host, port)``, ready for ``bind()`` (for ``host="*"``, the IPv4 wildcard)."""
+        if self._host == "*":
+            return bind_address(self._host)[1], self._port
         return self._host, self._port
 
     def url(self, scheme: str = "http") -> str:

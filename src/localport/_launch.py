@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING
 
 from . import _platform
 from ._arguments import (
+    check_bool,
     check_command,
     check_directory,
     check_env_var,
@@ -164,6 +165,7 @@ def launch(
     port_range: tuple[int, int] | str | None = None,
     lock_dir: str | os.PathLike[str] | None = None,
     stop_if: Callable[[], bool] | None = None,
+    reuse_address: bool = True,
 ) -> Server:
     """Start *cmd* as a server on a reserved port and return once it listens there.
 
@@ -189,6 +191,11 @@ def launch(
         raising from the handler, which could leave a half-started server behind.
 
         .. versionadded:: 0.2.0
+    :param reuse_address: take a port that only TIME_WAIT leftovers hold, as dev servers set
+        ``SO_REUSEADDR`` and bind it at once (see :func:`reserve`); pass ``False`` for a
+        server that does not.
+
+        .. versionadded:: 0.2.0
     :raises ServerStartError: it exited before listening, or did not listen in time (it is
         then stopped). The error carries its exit code and last output lines.
     :raises PortInUseError: *port* is taken.
@@ -203,7 +210,14 @@ def launch(
     if checked_stop_if is not None and not callable(checked_stop_if):
         msg = f"stop_if must be a callable returning bool, or None; got {stop_if!r}"
         raise TypeError(msg)
-    reservation = reserve(port, name=name, host=host, port_range=port_range, lock_dir=lock_dir)
+    reservation = reserve(
+        port,
+        name=name,
+        host=host,
+        port_range=port_range,
+        lock_dir=lock_dir,
+        reuse_address=check_bool(reuse_address, "reuse_address"),
+    )
     try:
         url = reservation.url()
         command = expand(arguments, port=reservation.port, host=reservation.host, url=url)

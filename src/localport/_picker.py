@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import _platform
+from ._arguments import protos_of
 from ._candidate import RETRY, Candidate, Outcome, Refusal, describe_refusal
 from ._errors import NoFreePortError, PortInUseError
 from ._explain import explain
@@ -23,6 +24,7 @@ from ._reservation import Reservation
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
+    from ._arguments import SocketProto
     from ._candidate import Request
     from ._holders import Holder
     from ._registry import Registry
@@ -104,7 +106,7 @@ class Picker:
 
         reservation = self._first_taken(self._walk(sticky, exclude=request.port), attempt)
         if reservation is None:
-            raise NoFreePortError(request.port_range, len(self.refused))
+            raise self._exhausted()
         return self._remember(reservation, reservation.port)
 
     def _first_taken(
@@ -159,7 +161,19 @@ class Picker:
                 return taken
             for reservation in taken:
                 reservation.release()
-        raise NoFreePortError(request.port_range, len(self.refused), count=count)
+        raise self._exhausted(count)
+
+    def _exhausted(self, count: int = 1) -> NoFreePortError:
+        """The error for a range with no (block of) free port(s), counting the refused ports
+        that only TIME_WAIT leftovers hold (free for a server that sets SO_REUSEADDR)."""
+        request = self.request
+        time_wait = 0
+        if not request.reuse_address:
+            protos = protos_of(request.proto)
+            time_wait = sum(1 for port in self.refused if _only_time_wait(port, protos))
+        return NoFreePortError(
+            request.port_range, len(self.refused), count=count, time_wait=time_wait
+        )
 
     def _remember(self, reservation: Reservation, port: int) -> Reservation:
         """Record *port* as the name's port for next time, and pass *reservation* on."""
@@ -167,3 +181,15 @@ class Picker:
         if name is not None and self.registry.recorded_port(name) != port:
             self.registry.record_port(name, port)
         return reservation
+
+
+def _only_time_wait(port: int, protos: Sequence[SocketProto]) -> bool:
+    """Whether the kernel says every socket on *port* is a TIME_WAIT leftover (``False`` where
+    it cannot say)."""
+    states: list[str] = []
+    for proto in protos:
+        found = _platform.system.bound_sockets(port, proto)
+        if found is None:
+            return False
+        states.extend(item.state for item in found)
+    return bool(states) and all(state == "TIME_WAIT" for state in states)

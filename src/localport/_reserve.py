@@ -38,6 +38,7 @@ def reserve(
     fallback: bool = False,
     guard: bool = True,
     lock_dir: str | os.PathLike[str] | None = None,
+    reuse_address: bool | None = None,
 ) -> Reservation:
     """Reserve a free local port for this process.
 
@@ -47,7 +48,11 @@ def reserve(
     :param host: the address your server will bind: ``"127.0.0.1"``, ``"::1"``,
         ``"0.0.0.0"``, ``"::"``, ``"localhost"`` or another local IP address. Every address a
         client of that server may reach is checked (a ``[::1]`` listener blocks a
-        ``127.0.0.1`` reservation, since ``localhost`` may resolve to either).
+        ``127.0.0.1`` reservation, since ``localhost`` may resolve to either). ``"*"`` asks
+        for a port free on every address of both families, for a server that may bind any
+        of them (what most tests mean by "a free port"); such a reservation keeps no guard
+        socket, which would collide with a wildcard bind, and prefers ports outside the
+        kernel's ephemeral range, which outgoing connections never take.
     :param proto: ``"tcp"``, ``"udp"`` or ``"both"``.
     :param port_range: ``(low, high)`` inclusive, or ``"low-high"``, to pick from; default
         the ``LOCALPORT_RANGE`` environment variable, else 49152-65535.
@@ -56,6 +61,12 @@ def reserve(
         off only for a server that cannot bind beside it (see the docs on guards).
     :param lock_dir: the lock directory shared with cooperating processes; default
         ``LOCALPORT_DIR``, else a private per-user directory.
+    :param reuse_address: count ports that only TIME_WAIT leftovers of closed connections
+        hold as free: for a server that sets ``SO_REUSEADDR`` (uvicorn, gunicorn, Node, Go,
+        ``http.server`` and most others do), which binds such a port at once. Default: the
+        ``LOCALPORT_REUSEADDR`` environment variable (``1`` is on), else off.
+
+        .. versionadded:: 0.2.0
     :returns: a :class:`Reservation`, held until released or the process exits.
     :raises PortInUseError: *port* is taken (and *fallback* is false).
     :raises NoFreePortError: every port of the range is taken.
@@ -72,6 +83,7 @@ def reserve(
         fallback=fallback,
         guard=guard,
         lock_dir=lock_dir,
+        reuse_address=reuse_address,
     )
     return Picker(request, Registry.open(request.lock_dir)).one()
 
@@ -86,6 +98,7 @@ def reserve_many(
     port_range: tuple[int, int] | str | None = None,
     guard: bool = True,
     lock_dir: str | os.PathLike[str] | None = None,
+    reuse_address: bool | None = None,
 ) -> ReservationGroup:
     """Reserve *count* ports at once; all or none.
 
@@ -110,6 +123,7 @@ def reserve_many(
         fallback=False,
         guard=guard,
         lock_dir=lock_dir,
+        reuse_address=reuse_address,
     )
     low, high = request.port_range
     if count > high - low + 1:
