@@ -50,6 +50,8 @@ ORDER = [
     "cli._run",
     "cli._main",
     "cli",
+    "_pytest_report",
+    "_pytest_replace",
     "pytest_plugin",
     "__init__",
     "__main__",

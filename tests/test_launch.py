@@ -1,4 +1,4 @@
-"""``launch()``, the waits and ``server_factory``: real dev servers, real HTTP on 127.0.0.1."""
+"""``launch()``, the waits and ``localport_server_factory``: real dev servers, real HTTP."""
 
 from __future__ import annotations
 
@@ -457,7 +457,7 @@ def test_waiting_for_a_port_to_be_free_runs_out_of_time_while_it_is_held() -> No
     assert str(caught.value) == f"port {STAYS_HELD_PORT}: still held within 0.2 s"
 
 
-# -- the server_factory fixture --------------------------------------------------------------------
+# -- the localport_server_factory fixture -----------------------------------------------------
 
 
 def test_server_factory_stops_every_server_when_its_test_ends(
@@ -476,15 +476,15 @@ def test_server_factory_stops_every_server_when_its_test_ends(
             with open(os.path.join({str(records)!r}, name), "w") as file:
                 file.write(str(server.pid))
 
-        def test_serves(server_factory, tmp_path):
+        def test_serves(localport_server_factory, tmp_path):
             (tmp_path / "hello.txt").write_text("hello from the factory")
-            server = server_factory(HTTP_SERVER, cwd=tmp_path)
+            server = localport_server_factory(HTTP_SERVER, cwd=tmp_path)
             record("passed", server)
             with OPENER.open(server.url + "/hello.txt", timeout=10) as response:
                 assert response.read() == b"hello from the factory"
 
-        def test_fails_with_its_server_running(server_factory):
-            record("failed", server_factory(HTTP_SERVER))
+        def test_fails_with_its_server_running(localport_server_factory):
+            record("failed", localport_server_factory(HTTP_SERVER))
             assert False, "its server is stopped all the same"
         """
     )

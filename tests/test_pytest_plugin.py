@@ -28,14 +28,19 @@ def test_fixtures_give_reserved_ports_that_are_released_after_each_test(
         import json, socket
         import localport
 
-        def test_uses_every_fixture(free_port, free_udp_port, port_factory, reservation_factory):
-            reservation = reservation_factory()
+        def test_uses_every_fixture(
+            localport_tcp_port,
+            localport_udp_port,
+            localport_port_factory,
+            localport_reservation_factory,
+        ):
+            reservation = localport_reservation_factory()
             ports = [
-                (free_port, "tcp"),
-                (free_udp_port, "udp"),
-                (port_factory(), "tcp"),
-                (port_factory(proto="udp"), "udp"),
-                (port_factory(name="named"), "tcp"),
+                (localport_tcp_port, "tcp"),
+                (localport_udp_port, "udp"),
+                (localport_port_factory(), "tcp"),
+                (localport_port_factory(proto="udp"), "udp"),
+                (localport_port_factory(name="named"), "tcp"),
                 (reservation.port, "tcp"),
             ]
             assert len(set(port for port, _ in ports)) == len(ports)
@@ -43,7 +48,7 @@ def test_fixtures_give_reserved_ports_that_are_released_after_each_test(
                 assert 49152 <= port <= 65535
                 assert not localport.is_free(port, proto=proto)
             with socket.socket() as server:
-                server.bind(("127.0.0.1", free_port))
+                server.bind(("127.0.0.1", localport_tcp_port))
                 server.listen()
             with reservation.listen() as server:
                 assert server.getsockname()[1] == reservation.port
@@ -68,15 +73,15 @@ def test_session_fixtures_live_for_the_session(pytester: pytest.Pytester, tmp_pa
         import pytest
 
         @pytest.fixture(scope="session")
-        def server_port(session_port_factory):
-            port = session_port_factory(name="session-server")
+        def server_port(localport_session_port_factory):
+            port = localport_session_port_factory(name="session-server")
             with open({str(record)!r}, "w") as file:
                 json.dump(port, file)
             return port
 
         @pytest.fixture(scope="session")
-        def server_reservation(session_reservation_factory):
-            return session_reservation_factory()
+        def server_reservation(localport_session_reservation_factory):
+            return localport_session_reservation_factory()
         """
     )
     pytester.makepyfile(
@@ -103,11 +108,11 @@ SERVER_SUITE = """
     import pytest
 
     @pytest.mark.parametrize("n", range(200))
-    def test_a_server_on_its_own_port(free_port, n):
+    def test_a_server_on_its_own_port(localport_tcp_port, n):
         with socket.socket() as server:
-            server.bind(("127.0.0.1", free_port))  # plain bind: no SO_REUSEADDR
+            server.bind(("127.0.0.1", localport_tcp_port))  # plain bind: no SO_REUSEADDR
             server.listen()
-            with socket.create_connection(("127.0.0.1", free_port), timeout=5) as client:
+            with socket.create_connection(("127.0.0.1", localport_tcp_port), timeout=5) as client:
                 connection, _ = server.accept()
                 with connection:
                     client.sendall(b"%d" % n)
@@ -196,9 +201,9 @@ def test_the_range_option_and_ini_key_bound_the_ports(pytester: pytest.Pytester)
         """
         import os
 
-        def test_port_in_range(free_port):
+        def test_port_in_range(localport_tcp_port):
             low, high = (int(part) for part in os.environ["EXPECTED_RANGE"].split("-"))
-            assert low <= free_port <= high
+            assert low <= localport_tcp_port <= high
         """
     )
     pytester.makeini("[pytest]\nlocalport_range = 24960-24969\n")
@@ -221,8 +226,8 @@ def test_the_dir_option_chooses_the_lock_directory(
         f"""
         import os
 
-        def test_lock_file_lands_there(reservation_factory):
-            reservation = reservation_factory()
+        def test_lock_file_lands_there(localport_reservation_factory):
+            reservation = localport_reservation_factory()
             assert os.path.dirname(reservation.lock_path) == {str(shared)!r}
         """
     )
@@ -241,10 +246,10 @@ def test_a_bad_range_is_a_usage_error(pytester: pytest.Pytester, value: str) -> 
 
 
 def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_wants_a_port(free_port): pass")
+    pytester.makepyfile("def test_wants_a_port(localport_tcp_port): pass")
     result = pytester.runpytest("-p", "no:localport", *QUIET)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*fixture 'free_port' not found*"])
+    result.stdout.fnmatch_lines(["*fixture 'localport_tcp_port' not found*"])
     assert "localport: ports" not in result.stdout.str()
 
 
@@ -278,9 +283,9 @@ def test_a_relative_lock_dir_is_resolved_once(pytester: pytest.Pytester) -> None
         """
         import os
 
-        def test_chdir_does_not_move_it(reservation_factory, tmp_path, monkeypatch):
+        def test_chdir_does_not_move_it(localport_reservation_factory, tmp_path, monkeypatch):
             monkeypatch.chdir(tmp_path)
-            reservation = reservation_factory()
+            reservation = localport_reservation_factory()
             assert reservation.lock_path.startswith(os.environ["EXPECTED_DIR"])
         """
     )

@@ -4,18 +4,16 @@ Registered as the ``pytest11`` entry point ``localport``, so ``-p no:localport``
 It loads in every pytest run of every project that installs localport, so importing it costs
 next to nothing: localport's core is imported by the first fixture that needs it.
 
-Fixtures: ``free_port``, ``free_udp_port``, ``port_factory``, ``reservation_factory`` and their
-session-scoped counterparts ``session_port_factory`` and ``session_reservation_factory``.
+Fixtures, all named ``localport_*`` so that none shadows another plugin's: ``localport_tcp_port``,
+``localport_udp_port``, ``localport_port_factory``, ``localport_reservation_factory``, their
+session-scoped counterparts ``localport_session_port_factory`` and
+``localport_session_reservation_factory``, and ``localport_server_factory``.
 When a test fails with ``EADDRINUSE``, its report gets a section naming who holds the port.
 """
 
 from __future__ import annotations
 
-import errno
-import re
-import sys
-import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import pytest
 
@@ -24,16 +22,23 @@ if TYPE_CHECKING:
 
     from ._arguments import Proto
     from ._launch import Server
+    from ._pytest_report import Bind, BindWatch
     from ._reservation import Reservation
 
 _RANGE_HELP = "port range to pick from, as LOW-HIGH (default: LOCALPORT_RANGE, else 49152-65535)"
 _DIR_HELP = "lock directory shared with other processes (default: LOCALPORT_DIR, else private)"
-#: How many socket.bind calls of the running test are remembered for an EADDRINUSE report.
-_BINDS_KEPT = 32
+_REPLACE_HELP = (
+    "make other plugins' port fixtures localport-backed: any of anyio, pytest-asyncio, aiohttp "
+    "(separated by spaces or commas)"
+)
+_REUSE_HELP = (
+    "count ports held only by TIME_WAIT leftovers as free, for servers that set SO_REUSEADDR "
+    "(default: LOCALPORT_REUSEADDR)"
+)
 
 
 class PortFactory(Protocol):
-    """The type of ``port_factory`` and ``session_port_factory``."""
+    """The type of ``localport_port_factory`` and ``localport_session_port_factory``."""
 
     def __call__(
         self, *, name: str | None = None, proto: Proto = "tcp", host: str = "127.0.0.1"
@@ -41,7 +46,7 @@ class PortFactory(Protocol):
 
 
 class ReservationFactory(Protocol):
-    """The type of ``reservation_factory`` and ``session_reservation_factory``."""
+    """The type of ``localport_reservation_factory`` and its session-scoped counterpart."""
 
     def __call__(
         self,
@@ -62,8 +67,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--localport-range", dest="localport_range", metavar="LOW-HIGH", help=_RANGE_HELP
     )
     group.addoption("--localport-dir", dest="localport_dir", metavar="DIR", help=_DIR_HELP)
+    group.addoption(
+        "--localport-replace",
+        dest="localport_replace",
+        action="append",
+        metavar="PLUGIN",
+        help=_REPLACE_HELP,
+    )
+    group.addoption(
+        "--localport-reuseaddr",
+        dest="localport_reuseaddr",
+        action="store_true",
+        default=None,
+        help=_REUSE_HELP,
+    )
     parser.addini("localport_range", _RANGE_HELP, default="")
     parser.addini("localport_dir", _DIR_HELP, default="")
+    parser.addini("localport_replace", _REPLACE_HELP, type="args", default=[])
+    parser.addini("localport_reuseaddr", _REUSE_HELP, type="bool", default=None)
 
 
 class _Settings:
@@ -92,6 +113,14 @@ class _Settings:
             self.lock_dir = os.path.abspath(str(option))
         elif ini:
             self.lock_dir = os.path.join(str(config.rootpath), str(ini))
+        option, ini = config.getoption("localport_reuseaddr"), config.getini("localport_reuseaddr")
+        #: None: reserve() reads LOCALPORT_REUSEADDR.
+        self.reuse_address: bool | None = True if option else ini
+        self.replace = _replacements(
+            config.getoption("localport_replace") or [], config.getini("localport_replace")
+        )
+        #: Every port a localport fixture handed out, for the EADDRINUSE report's advice.
+        self.handed_out: set[int] = set()
 
     def describe(self) -> str:
         import os
@@ -105,12 +134,43 @@ class _Settings:
         return f"localport: ports {low}-{high}, lock directory {directory}"
 
 
+def _replacements(option: list[str], ini: list[str]) -> list[str]:
+    """The plugins named by --localport-replace (or else the ini key), checked."""
+    source = "--localport-replace" if option else "localport_replace"
+    names = [name for text in (option or ini) for name in text.replace(",", " ").split()]
+    if not names:
+        return []
+    from ._pytest_replace import REPLACEMENTS
+
+    unknown = [name for name in names if name not in REPLACEMENTS]
+    if unknown:
+        known = ", ".join(sorted(REPLACEMENTS))
+        msg = f"{source}: no port fixtures of {', '.join(unknown)} to replace; known: {known}"
+        raise pytest.UsageError(msg)
+    return list(dict.fromkeys(names))
+
+
 _SETTINGS_KEY = pytest.StashKey[_Settings]()
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_SETTINGS_KEY] = _Settings(config)
+    global _BIND_WATCH  # noqa: PLW0603 - one audit hook per process: they cannot be removed
+    settings = _Settings(config)
+    config.stash[_SETTINGS_KEY] = settings
+    if _BIND_WATCH is None:
+        from ._pytest_report import BindWatch
+
+        _BIND_WATCH = BindWatch()
     _BIND_WATCH.install()
+    if settings.replace:
+        # Registered last, in pytest_configure: fixtures of a plugin registered later win over
+        # earlier plugins' of the same name (a project's conftest still wins over both).
+        from ._pytest_replace import REPLACEMENTS
+
+        for name in settings.replace:
+            plugin = REPLACEMENTS[name]()
+            config.pluginmanager.register(plugin, f"localport-replaces-{name}")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -144,8 +204,10 @@ class _Pool:
             guard=guard,
             port_range=self.settings.port_range,
             lock_dir=self.settings.lock_dir,
+            reuse_address=self.settings.reuse_address,
         )
         self.held.append(reservation)
+        self.settings.handed_out.add(reservation.port)
         return reservation
 
     def port(
@@ -174,24 +236,24 @@ def _localport_session_pool(request: pytest.FixtureRequest) -> Iterator[_Pool]:
 
 
 @pytest.fixture
-def free_port(_localport_pool: _Pool) -> int:
+def localport_tcp_port(_localport_pool: _Pool) -> int:
     """A TCP port reserved on 127.0.0.1 for this test, released after it.
 
-    Bind it with a plain ``bind(("127.0.0.1", free_port))``: no other test, xdist worker or
+    Bind it with a plain ``bind(("127.0.0.1", localport_tcp_port))``: no other test, xdist worker or
     test run sharing the lock directory gets it meanwhile.
     """
     return _localport_pool.port()
 
 
 @pytest.fixture
-def free_udp_port(_localport_pool: _Pool) -> int:
+def localport_udp_port(_localport_pool: _Pool) -> int:
     """A UDP port reserved on 127.0.0.1 for this test, released after it."""
     return _localport_pool.port(proto="udp")
 
 
 @pytest.fixture
-def port_factory(_localport_pool: _Pool) -> PortFactory:
-    """Reserve any number of ports: ``port_factory(*, name=None, proto="tcp", host="127.0.0.1")``.
+def localport_port_factory(_localport_pool: _Pool) -> PortFactory:
+    """Reserve any number of ports: ``(*, name=None, proto="tcp", host="127.0.0.1") -> int``.
 
     Every port is released when the test ends.
     """
@@ -199,8 +261,8 @@ def port_factory(_localport_pool: _Pool) -> PortFactory:
 
 
 @pytest.fixture
-def reservation_factory(_localport_pool: _Pool) -> ReservationFactory:
-    """Like ``port_factory``, but returns the :class:`~localport.Reservation`.
+def localport_reservation_factory(_localport_pool: _Pool) -> ReservationFactory:
+    """Like ``localport_port_factory``, but returns the :class:`~localport.Reservation`.
 
     For tests that want ``.listen()``, ``.socket()`` or ``.url()``; released when the test ends.
     """
@@ -208,28 +270,28 @@ def reservation_factory(_localport_pool: _Pool) -> ReservationFactory:
 
 
 @pytest.fixture(scope="session")
-def session_port_factory(_localport_session_pool: _Pool) -> PortFactory:
-    """``port_factory`` for session-scoped fixtures: ports live until the session ends."""
+def localport_session_port_factory(_localport_session_pool: _Pool) -> PortFactory:
+    """``localport_port_factory`` for session-scoped fixtures: ports live until the session ends."""
     return _localport_session_pool.port
 
 
 @pytest.fixture(scope="session")
-def session_reservation_factory(_localport_session_pool: _Pool) -> ReservationFactory:
-    """``reservation_factory`` for session-scoped fixtures."""
+def localport_session_reservation_factory(_localport_session_pool: _Pool) -> ReservationFactory:
+    """``localport_reservation_factory`` for session-scoped fixtures."""
     return _localport_session_pool.reserve
 
 
 class ServerFactory(Protocol):
-    """The type of ``server_factory``: :func:`localport.launch`'s signature."""
+    """The type of ``localport_server_factory``: :func:`localport.launch`'s signature."""
 
     def __call__(self, cmd: Sequence[str] | str, **options: Any) -> Server: ...
 
 
 @pytest.fixture
-def server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+def localport_server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
     """Start servers with :func:`localport.launch`; every one is stopped when the test ends.
 
-    ``server_factory(["python", "-m", "http.server", "{port}"])`` returns a
+    ``localport_server_factory(["python", "-m", "http.server", "{port}"])`` returns a
     :class:`~localport.Server` once it listens; its last output lines are in
     ``server.output_tail``, and a server that fails to start raises
     :class:`~localport.ServerStartError` with them.
@@ -252,69 +314,26 @@ def server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
 
 
 # -- explaining EADDRINUSE -----------------------------------------------------------------------
+#
+# The work is in localport._pytest_report; the hooks must live in the plugin module itself.
 
-
-class _BindWatch:
-    """Remembers the addresses the running test asked ``socket.bind`` for.
-
-    A plain ``sock.bind(("127.0.0.1", 8000))`` that fails says "[Errno 98] Address already in
-    use" without the port; the ``socket.bind`` audit event (Python 3.8+) sees the address.
-    Audit hooks cannot be removed, so the hook is installed once and does nothing unless a
-    test's setup, call or teardown is running (about half a microsecond per audit event).
-    """
-
-    def __init__(self) -> None:
-        self.installed = False
-        self.active = False
-        self.addresses: list[tuple[str, int]] = []
-        self.lock = threading.Lock()
-
-    def install(self) -> None:
-        if not self.installed:
-            sys.addaudithook(self._hook)
-            self.installed = True
-
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if event != "socket.bind" or not self.active:
-            return
-        address = args[1] if len(args) > 1 else None
-        if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
-            with self.lock:
-                self.addresses.append((str(address[0]), address[1]))
-                del self.addresses[:-_BINDS_KEPT]
-
-    def start(self) -> None:
-        with self.lock:
-            self.addresses.clear()
-        self.active = True
-
-    def stop(self) -> list[tuple[str, int]]:
-        self.active = False
-        with self.lock:
-            return list(self.addresses)
-
-
-_BIND_WATCH = _BindWatch()
-# asyncio: "error while attempting to bind on address ('127.0.0.1', 8000)"; uvicorn and others
-# print "127.0.0.1:8000" or "port 8000".
-_PORT_PATTERNS = (
-    re.compile(r"address \('?[^',]*'?, (\d{1,5})"),
-    re.compile(r"\bport[ =:]+(\d{1,5})\b", re.IGNORECASE),
-    re.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost):(\d{1,5})\b"),
-)
-
-
-_BINDS_KEY = pytest.StashKey[dict[str, list[tuple[str, int]]]]()
+_BIND_WATCH: BindWatch | None = None
+_Binds: TypeAlias = "dict[str, list[Bind]]"
+_BINDS_KEY = pytest.StashKey[_Binds]()
 
 
 # Old-style wrappers (hookwrapper=True): the plugin loads for everyone who installs localport,
 # whatever their pytest version.
 def _watch_binds(item: pytest.Item, when: str) -> Iterator[None]:
-    _BIND_WATCH.start()
+    watch = _BIND_WATCH
+    if watch is None:
+        yield
+        return
+    watch.start()
     try:
         yield
     finally:
-        item.stash.setdefault(_BINDS_KEY, {})[when] = _BIND_WATCH.stop()
+        item.stash.setdefault(_BINDS_KEY, {})[when] = watch.stop()
 
 
 # Fixtures bind ports too: their setup and teardown are watched like the test itself.
@@ -341,55 +360,15 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = outcome.get_result()
     if call.excinfo is None or report.passed:
         return
-    error = _address_in_use(call.excinfo.value)
+    from ._pytest_report import address_in_use, failed_bind, who_text
+
+    error = address_in_use(call.excinfo.value)
     if error is None:
         return
-    port = _port_of(error, item.stash.get(_BINDS_KEY, {}).get(call.when, []))
-    if port is not None:
-        settings = item.config.stash[_SETTINGS_KEY]
-        report.sections.append((f"localport: who holds port {port}", _who_text(port, settings)))
-
-
-def _address_in_use(error: BaseException) -> BaseException | None:
-    """The EADDRINUSE error in *error*'s chain (``raise ... from`` and implicit context)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno == errno.EADDRINUSE:
-            return current
-        if "address already in use" in str(current).lower():
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _port_of(error: BaseException, binds: list[tuple[str, int]]) -> int | None:
-    port = getattr(error, "port", None)
-    if isinstance(port, int):
-        return port  # localport's own PortInUseError
-    for pattern in _PORT_PATTERNS:
-        match = pattern.search(str(error))
-        if match and 0 < int(match.group(1)) < 65536:
-            return int(match.group(1))
-    # The last bind that asked for a port is the one that failed: the audit event fires
-    # just before the system call.
-    for _, asked in reversed(binds):
-        if asked:
-            return asked
-    return None
-
-
-def _who_text(port: int, settings: _Settings) -> str:
-    try:
-        from ._explain import explain
-        from ._holders import who_holds
-        from .cli._render import holder_line
-
-        holders = who_holds(port, proto="both", lock_dir=settings.lock_dir)
-    except Exception as error:  # noqa: BLE001 - the report must never fail over diagnostics
-        return f"could not find out who holds port {port}: {error}"
-    advice = "use the free_port fixture instead of a fixed port"
-    lines = [f"port {port} is in use {explain(port, holders, instead=advice)}"]
-    lines.extend(holder_line(holder) for holder in holders)
-    return "\n".join(lines)
+    found = failed_bind(error, item.stash.get(_BINDS_KEY, {}).get(call.when, []))
+    if found is None:
+        return
+    port, bind = found
+    settings = item.config.stash[_SETTINGS_KEY]
+    text = who_text(port, settings.lock_dir, from_fixture=port in settings.handed_out, bind=bind)
+    report.sections.append((f"localport: who holds port {port}", text))

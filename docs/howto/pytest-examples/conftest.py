@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def site_url(
-    session_port_factory: PortFactory, tmp_path_factory: pytest.TempPathFactory
+    localport_session_port_factory: PortFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """One static file server for the whole session (one per xdist worker)."""
     root = tmp_path_factory.mktemp("site")
     (root / "index.html").write_text("<h1>hello</h1>")
-    port = session_port_factory()
+    port = localport_session_port_factory()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
     with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
         thread = threading.Thread(target=server.serve_forever)

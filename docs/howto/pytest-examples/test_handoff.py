@@ -14,8 +14,8 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     await writer.wait_closed()
 
 
-def test_the_echo_server_echoes(reservation_factory: ReservationFactory) -> None:
-    reservation = reservation_factory()
+def test_the_echo_server_echoes(localport_reservation_factory: ReservationFactory) -> None:
+    reservation = localport_reservation_factory()
 
     async def scenario() -> bytes:
         # The server gets a socket that is already bound and listening: no gap at all.

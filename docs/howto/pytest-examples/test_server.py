@@ -13,14 +13,14 @@ if TYPE_CHECKING:
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def test_the_server_serves_a_file(free_port: int, tmp_path: Path) -> None:
+def test_the_server_serves_a_file(localport_tcp_port: int, tmp_path: Path) -> None:
     (tmp_path / "hello.txt").write_text("hello")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp_path)
-    with http.server.ThreadingHTTPServer(("127.0.0.1", free_port), handler) as server:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", localport_tcp_port), handler) as server:
         thread = threading.Thread(target=server.serve_forever)
         thread.start()
         try:
-            with opener.open(f"http://127.0.0.1:{free_port}/hello.txt") as response:
+            with opener.open(f"http://127.0.0.1:{localport_tcp_port}/hello.txt") as response:
                 assert response.read() == b"hello"
         finally:
             server.shutdown()
