@@ -93,13 +93,17 @@ def check_seconds(value: object, argument: str) -> float:
     return float(value)
 
 
+#: The longest lease: a lease hands a port number to a process that binds it a little later.
+LEASE_LIMIT = 86400.0
+
+
 def check_lease(value: object) -> float:
-    """The ``lease`` of :meth:`Reservation.release`: seconds >= 0, finite."""
+    """The ``lease`` of :meth:`Reservation.release`: seconds from 0 to a day."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"lease must be a number of seconds >= 0, got {_type_name(value)}"
+        msg = f"lease must be a number of seconds >= 0 (a day at most), got {_type_name(value)}"
         raise TypeError(msg)
-    if not (math.isfinite(value) and value >= 0):
-        msg = f"lease must be a number of seconds >= 0, got {value!r}"
+    if not (math.isfinite(value) and 0 <= value <= LEASE_LIMIT):
+        msg = f"lease must be a number of seconds >= 0 (a day at most), got {value!r}"
         raise ValueError(msg)
     return float(value)
 
@@ -201,6 +205,12 @@ def _normalize_text_host(host: str) -> str:
     except ValueError:
         msg = f"host must be {HOST_HELP}; got {host!r} (no name but localhost is resolved)"
         raise ValueError(msg) from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        msg = (
+            f"host must be {HOST_HELP}; got the IPv4-mapped {host!r}: "
+            f"use {str(address.ipv4_mapped)!r}, which is what a socket binds"
+        )
+        raise ValueError(msg)
     return str(address)
 
 
@@ -225,8 +235,8 @@ def check_lock_dir(lock_dir: object) -> str | None:
         msg = f"lock_dir must be a path (str or os.PathLike) or None, got {type(lock_dir).__name__}"
         raise TypeError(msg)
     path = os.fspath(lock_dir)
-    if not isinstance(path, str) or not path:
-        msg = f"lock_dir must be a non-empty text path, got {lock_dir!r}"
+    if not isinstance(path, str) or not path.strip() or "\x00" in path:
+        msg = f"lock_dir must be a non-empty text path without NUL, got {lock_dir!r}"
         raise ValueError(msg)
     return path
 

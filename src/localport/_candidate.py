@@ -128,6 +128,12 @@ class Refusal:
         return self.reason is not Reason.RESERVED
 
 
+#: Errors of one lock file that spoil that port and not the directory: a planted symlink
+#: (ELOOP), another user's file (EACCES, EPERM), a full disk or quota when the port's file
+#: would be made (ENOSPC, EDQUOT) while other ports' files still serve.
+_SPOILS_ONE_PORT = frozenset(
+    {errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+)
 _RESERVED = Refusal(Reason.RESERVED)
 _LOCKED = Refusal(Reason.LOCKED)
 Outcome = Reservation | Refusal
@@ -182,7 +188,7 @@ class Candidate:
         except OSError as error:
             # A planted symlink (ELOOP) or another user's file in a shared directory spoils
             # this one port; anything else spoils the directory.
-            if explicit or error.errno not in (errno.ELOOP, errno.EACCES, errno.EPERM):
+            if explicit or error.errno not in _SPOILS_ONE_PORT:
                 path = self.registry.lock_path(port)
                 reason = f"its lock file {path} cannot be used ({error})"
                 raise LockDirError(self.registry.path, reason) from error

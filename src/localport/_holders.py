@@ -178,7 +178,7 @@ def listening(
     pids = system.socket_pids_everywhere() if any(s.pid is None for s in sockets) else {}
     reservations: dict[int, ReservationInfo] = {}
     with contextlib.suppress(LocalportError, OSError):
-        reservations = {info.port: info for info in live(Registry.open(directory))}
+        reservations = {info.port: info for info in live(Registry.open(directory, write=False))}
     holders: list[Holder] = []
     for item in sockets:
         reservation = reservations.get(item.local[1])
@@ -190,7 +190,7 @@ def listening(
 def _reservation(port: int, lock_dir: str | None) -> ReservationInfo | None:
     # Diagnostics must never fail on an unusable lock directory: report sockets only.
     try:
-        return reservation_at(Registry.open(lock_dir), port)
+        return reservation_at(Registry.open(lock_dir, write=False), port)
     except (LocalportError, OSError):
         return None
 

@@ -51,12 +51,11 @@ def mark_lease(fd: int, until: float) -> None:
 def record_process_alive(record: dict[str, Any]) -> bool:
     """Whether the process a record names still runs (the same one: PID and start time)."""
     pid = record.get("pid")
-    if not isinstance(pid, int):
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
         return False
     recorded = record.get("process_started")
-    return _platform.system.same_process(
-        pid, float(recorded) if isinstance(recorded, (int, float)) else None
-    )
+    started = float(recorded) if isinstance(recorded, (int, float)) else None
+    return _platform.system.same_process(pid, started)
 
 
 def _record_says_taken(record: dict[str, Any] | None, now: float) -> bool:

@@ -29,10 +29,14 @@ class LockDir:
     shared: bool
 
 
-def open_lock_dir(lock_dir: str | None) -> LockDir:
-    """Resolve (argument, ``LOCALPORT_DIR``, default), create if missing, and check it."""
+def open_lock_dir(lock_dir: str | None, *, write: bool = True) -> LockDir:
+    """Resolve (argument, ``LOCALPORT_DIR``, default) and check it.
+
+    For a reader (*write* false) a missing directory is left missing: it holds no
+    reservations, and a read creates nothing. A writer's is created, and must be writable.
+    """
     shared = True
-    path = lock_dir if lock_dir is not None else os.environ.get(LOCK_DIR_ENV) or None
+    path = lock_dir if lock_dir is not None else _from_environment()
     if path is None:
         shared = False
         path = default_lock_dir()
@@ -40,12 +44,33 @@ def open_lock_dir(lock_dir: str | None) -> LockDir:
     try:
         _check_directory(path, private=not shared)
     except FileNotFoundError:
+        if not write:
+            return LockDir(path, shared)
         try:
             _make_directory(path)
         except OSError as error:
             raise LockDirError(path, f"it cannot be created: {error.strerror}") from error
         _check_directory(path, private=not shared)
+    except OSError as error:  # too long a name, a file where a parent should be...
+        raise LockDirError(path, f"it cannot be used: {error.strerror or error}") from error
+    if write and not os.access(path, os.W_OK | os.X_OK):
+        # Otherwise every lock file fails to be made and a walk ends "all ports busy".
+        raise LockDirError(path, "you cannot create files in it (its mode, or a read-only disk)")
     return LockDir(path, shared)
+
+
+def _from_environment() -> str | None:
+    """``LOCALPORT_DIR``: ``~`` expanded; a relative path is refused, not made under the current
+    directory, where each command would find another one."""
+    text = os.environ.get(LOCK_DIR_ENV, "")
+    if not text:
+        return None
+    path = os.path.expanduser(text)
+    if not os.path.isabs(path) or "\x00" in path:
+        raise LockDirError(
+            text, f"{LOCK_DIR_ENV} must be an absolute path (such as /tmp/shared-ports)"
+        )
+    return path
 
 
 def default_lock_dir() -> str:

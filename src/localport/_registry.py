@@ -76,9 +76,10 @@ class Registry:
         self.shared = shared
 
     @classmethod
-    def open(cls, lock_dir: str | None) -> Registry:
-        """Resolve (argument, ``LOCALPORT_DIR``, default), create if missing, and check it."""
-        checked = open_lock_dir(lock_dir)
+    def open(cls, lock_dir: str | None, *, write: bool = True) -> Registry:
+        """Resolve (argument, ``LOCALPORT_DIR``, default) and check it; a writer's is created
+        if missing, a reader's is left missing (it holds no reservations)."""
+        checked = open_lock_dir(lock_dir, write=write)
         return cls(checked.path, shared=checked.shared)
 
     def lock_path(self, port: int) -> str:
@@ -172,29 +173,48 @@ class Registry:
                 os.unlink(temporary)
 
 
+#: Records are written by whoever holds a lock file, in a shared directory any user: every
+#: field is checked before use, and a record that fails is "unreadable", never an exception.
+_PID_LIMIT = 2**31 - 1
+_TIME_LIMIT = 2**35  # seconds since the epoch: about the year 3058, which localtime() handles
+_TEXT_LIMIT = 256
+
+
+def _time(value: object) -> float | None:
+    """A time from a record: a finite number of seconds within range, or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value < _TIME_LIMIT else None
+
+
+def _text(value: object, default: str | None) -> str | None:
+    return value if isinstance(value, str) and len(value) <= _TEXT_LIMIT else default
+
+
 def lease_live(record: dict[str, Any], now: float) -> bool:
-    until = record.get("lease_until")
-    return isinstance(until, (int, float)) and until > now
+    until = _time(record.get("lease_until"))
+    return until is not None and until > now
 
 
 def info_from_record(port: int, record: dict[str, Any], path: str) -> ReservationInfo | None:
-    """The :class:`ReservationInfo` a record describes (``None`` if it describes nobody)."""
+    """The :class:`ReservationInfo` a record describes (``None`` if it describes nobody, or its
+    fields are out of range)."""
     pid = record.get("pid")
-    created = record.get("created")
-    if not isinstance(pid, int) or not isinstance(created, (int, float)):
+    created = _time(record.get("created"))
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= _PID_LIMIT:
         return None
-    started = record.get("process_started")
-    name = record.get("name")
-    lease_until = record.get("lease_until") if record.get("released") is not None else None
+    if created is None:
+        return None
+    released = record.get("released") is not None
     return ReservationInfo(
         port=port,
-        proto=str(record.get("proto", "tcp")),
-        host=str(record.get("host", "127.0.0.1")),
-        name=name if isinstance(name, str) else None,
+        proto=_text(record.get("proto"), "tcp") or "tcp",
+        host=_text(record.get("host"), "127.0.0.1") or "127.0.0.1",
+        name=_text(record.get("name"), None),
         pid=pid,
-        process_started=float(started) if isinstance(started, (int, float)) else None,
-        created=float(created),
-        lease_until=float(lease_until) if isinstance(lease_until, (int, float)) else None,
-        guarded=bool(record.get("guarded", False)),
+        process_started=_time(record.get("process_started")),
+        created=created,
+        lease_until=_time(record.get("lease_until")) if released else None,
+        guarded=record.get("guarded") is True,
         lock_path=path,
     )

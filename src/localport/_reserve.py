@@ -151,7 +151,7 @@ def reservations(lock_dir: str | os.PathLike[str] | None = None) -> list[Reserva
     Read without taking any lock (on Linux from ``/proc/locks``), so listing never disturbs a
     concurrent :func:`reserve`.
     """
-    return live(Registry.open(check_lock_dir(lock_dir)))
+    return live(Registry.open(check_lock_dir(lock_dir), write=False))
 
 
 def is_free(
@@ -179,7 +179,7 @@ def is_free(
         guard=False,
         lock_dir=lock_dir,
     )
-    registry = Registry.open(request.lock_dir)
+    registry = Registry.open(request.lock_dir, write=False)
     if is_reserved(registry, checked, time.time()):
         return False
     # Ask the kernel instead of binding where it can say: a probe bind, however short, could

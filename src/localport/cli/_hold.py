@@ -127,7 +127,7 @@ def hold_command(arguments: argparse.Namespace) -> int:
 
 def release_command(arguments: argparse.Namespace) -> int:
     port = arguments.port
-    info = reservation_at(Registry.open(None), port)
+    info = reservation_at(Registry.open(None, write=False), port)
     if info is None:
         raise CommandError(f"no localport reservation holds port {port}", EXIT_NO)
     process = _platform.system.process_facts(info.pid)
@@ -144,7 +144,7 @@ def release_command(arguments: argparse.Namespace) -> int:
         raise CommandError(msg, EXIT_REFUSED)
     os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
-    while reservation_at(Registry.open(None), port) is not None:
+    while reservation_at(Registry.open(None, write=False), port) is not None:
         if time.monotonic() > deadline:
             raise CommandError(
                 f"the holder (PID {info.pid}) of port {port} did not let go", EXIT_NO

@@ -6,6 +6,7 @@ in a terminal and in a test report.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
@@ -20,9 +21,19 @@ if TYPE_CHECKING:
 USE_ANOTHER_PORT = "use another port (`localport reserve` picks a free one)"
 
 
+#: Control characters, but tab and newline: text from other processes (command lines, names
+#: in lock files, paths) must not move the cursor or retitle the terminal of whoever reads it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """*text* with control characters shown as ``\\xNN`` escapes, for a terminal."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 def say(message: str) -> None:
-    """One line of diagnostics on stderr."""
-    print(f"localport: {message}", file=sys.stderr)
+    """Diagnostics on stderr: one line, as a rule."""
+    print(f"localport: {printable(message)}", file=sys.stderr)
 
 
 def print_json(value: object) -> None:
@@ -66,6 +77,7 @@ def reservation_json(info: ReservationInfo) -> dict[str, Any]:
 
 def table(rows: list[list[str]], out: IO[str]) -> None:
     """Left-aligned columns two spaces apart; the first row is the header."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(

@@ -15,6 +15,7 @@ from ._render import (
     holder_json,
     holder_rows,
     print_json,
+    printable,
     reservation_json,
     table,
 )
@@ -51,7 +52,7 @@ def who_command(arguments: argparse.Namespace) -> int:
         return EXIT_NO
     table(holder_rows(holders), sys.stdout)
     print()
-    print(explanation)
+    print(printable(explanation or ""))
     loopback_only = {h.local_address[0] for h in holders if h.local_address} <= {"::1"}
     if loopback_only and any(h.status == "LISTEN" for h in holders):
         print(

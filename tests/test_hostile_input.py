@@ -1,0 +1,178 @@
+"""Input that other users, other processes or a damaged disk put in front of localport."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import localport
+from helpers import LISTENING_CHILD
+
+ESCAPE = "\x1b]0;pwned\x07\x1b[2J"
+SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J"
+# A port of its own for the crafted records (see the plan in conftest.py).
+CRAFTED_PORT = 29380
+
+
+def run(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "localport", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_a_command_line_with_escape_sequences_is_shown_escaped(spawn: Any) -> None:
+    # The child becomes a listener whose command line starts with the escape sequence.
+    child = spawn(
+        "import os, sys, textwrap\n"
+        "os.execv(sys.executable, [sys.argv[1], '-c', textwrap.dedent(sys.argv[2])])\n",
+        ESCAPE,
+        LISTENING_CHILD,
+    )
+    port = child.read()
+
+    who = run("who", str(port))
+    listed = run("list", "--all")
+
+    for result in (who, listed):
+        assert result.returncode == 0, result.stderr
+        assert SHOWN in result.stdout
+        assert "\x1b" not in result.stdout
+        assert "\x07" not in result.stdout
+
+
+def test_a_name_with_escape_sequences_is_listed_escaped() -> None:
+    with localport.reserve(name=f"api{ESCAPE}"):
+        result = run("list")
+    assert result.returncode == 0, result.stderr
+    assert f"api{SHOWN}" in result.stdout
+    assert "\x1b" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"[" * 4096,
+        json.dumps({"pid": 2**40, "created": 1e308, "released": None}).encode(),
+        json.dumps({"pid": 1, "created": 1.0, "released": 2.0, "lease_until": 1e308}).encode(),
+        b'{"pid": 1, "created": NaN, "released": 1, "lease_until": Infinity}',
+        json.dumps({"pid": True, "name": ["x"], "host": {"a": 1}, "proto": 7}).encode(),
+        b"\xff\xfe\x00garbage",
+    ],
+    ids=["brackets", "huge-pid", "huge-lease", "nan", "wrong-types", "binary"],
+)
+def test_a_crafted_record_is_unreadable_never_an_exception(lock_dir: Path, record: bytes) -> None:
+    (lock_dir / f"port-{CRAFTED_PORT}.lock").write_bytes(record)
+
+    assert localport.reservations() == []
+    assert localport.is_free(CRAFTED_PORT) in (True, False)
+    localport.who_holds(CRAFTED_PORT)
+    with localport.reserve(CRAFTED_PORT) as reservation:  # nobody holds its lock
+        assert reservation.port == CRAFTED_PORT
+    for arguments in (("list",), ("who", str(CRAFTED_PORT)), ("reserve", str(CRAFTED_PORT))):
+        result = run(*arguments)
+        assert "Traceback" not in result.stderr, arguments
+        assert result.returncode in (0, 1), (arguments, result.stderr)
+
+
+def test_a_lease_longer_than_a_day_is_refused() -> None:
+    with localport.reserve() as reservation:
+        with pytest.raises(ValueError, match="lease"):
+            reservation.release(lease=1e300)
+        assert not reservation.released
+
+
+def test_an_ipv4_mapped_host_is_refused_naming_the_ipv4_form() -> None:
+    with pytest.raises(ValueError, match=r"host.*'127\.0\.0\.1'"):
+        localport.reserve(host="::ffff:127.0.0.1")
+    assert localport.reservations() == []
+
+
+def test_a_lock_dir_with_a_nul_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="lock_dir"):
+        localport.reserve(lock_dir="/tmp/a\x00b")
+
+
+@pytest.mark.parametrize("value", ["relative/locks", " ", "./locks"])
+def test_a_relative_localport_dir_is_refused_and_nothing_is_created(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOCALPORT_DIR", value)
+    with pytest.raises(localport.LockDirError, match="absolute"):
+        localport.reserve()
+    assert list(tmp_path.iterdir()) == []
+    result = run("reserve")
+    assert result.returncode == 6
+    assert "Traceback" not in result.stderr
+    assert "absolute" in result.stderr
+
+
+def test_a_localport_dir_under_home_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("LOCALPORT_DIR", "~/shared-ports")
+    with localport.reserve() as reservation:
+        assert reservation.lock_path is not None
+        assert Path(reservation.lock_path).parent == tmp_path / "shared-ports"
+
+
+def test_reading_a_missing_lock_dir_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "not" / "yet"
+    monkeypatch.setenv("LOCALPORT_DIR", str(missing))
+
+    assert localport.reservations() == []
+    assert localport.is_free(CRAFTED_PORT) in (True, False)
+    localport.who_holds(CRAFTED_PORT)
+    localport.listening()
+    for arguments in (("list",), ("who", str(CRAFTED_PORT))):
+        assert "Traceback" not in run(*arguments).stderr
+
+    assert not (tmp_path / "not").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_lock_dir_you_cannot_write_is_refused_at_once_not_walked(spawn: Any) -> None:
+    unwritable = tempfile.mkdtemp(prefix="localport-test-0500-")
+    os.chown(unwritable, 65534, 65534)
+    os.chmod(unwritable, 0o500)
+    try:
+        checker = spawn(
+            """
+            import json, os, sys, time
+            import localport, localport._reserve, localport._picker, localport._candidate
+            import localport._lockfile, localport._listing, filelock
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            started = time.monotonic()
+            try:
+                localport.reserve()
+                outcome = None
+            except localport.LockDirError as error:
+                outcome = str(error)
+            print(json.dumps({"error": outcome, "seconds": time.monotonic() - started}))
+            """,
+            env={"LOCALPORT_DIR": unwritable},
+        )
+        result = checker.read()
+        checker.finish()
+    finally:
+        shutil.rmtree(unwritable)
+    assert result["error"] is not None
+    assert "cannot create files" in result["error"]
