@@ -38,24 +38,28 @@ printed first, then four tables, then the load average again.
    ``__pycache__``) is compiled, and the plugin is assertion-rewritten by pytest (it belongs to
    a pytest11 distribution), in every run.
 
-3. Per-fixture overhead. A generated file of 500 tests, each taking ``free_port`` (and binding
-   nothing), vs the same with pytest-asyncio's function-scoped ``unused_tcp_port``, vs 500
-   tests taking no fixture (the baseline), each run with ``-p no:randomly -q`` 5 times (2 with
-   ``--quick``) round-robin after one warm-up: median total time and (median - baseline
-   median) / 500 in ms per test. Goal: under 0.5 ms per ``free_port``. Two rows for
-   information: the baseline with ``-p no:localport``, whose last column is (baseline - that
-   row) / 500, the cost of the plugin's per-test hooks that every test pays, fixture or not;
-   and ``free_port`` vs the baseline under ``-n 2`` (pytest-xdist), one run each.
+3. Per-fixture overhead. A generated file of 500 tests, each taking the plugin's port fixture
+   (its name is the ``FIXTURE`` constant below; the tests bind nothing), vs the same with
+   pytest-asyncio's function-scoped ``unused_tcp_port``, vs 500 tests taking no fixture (the
+   baseline), each run with ``-p no:randomly -q`` 5 times (2 with ``--quick``) round-robin
+   after one warm-up: median total time and (median - baseline median) / 500 in ms per test.
+   Every run starts with a fresh, empty lock directory (see above), as on a fresh CI machine,
+   so each test's port gets its lock file created. Goal: the plugin's fixture adds at most
+   0.2 ms per test more than ``unused_tcp_port`` does, both rows against the same baseline
+   (the difference of the two rows' last column, as printed). Two rows for information: the
+   baseline with ``-p no:localport``, whose last column is (baseline - that row) / 500, the
+   cost of the plugin's per-test hooks that every test pays, fixture or not; and the plugin's
+   fixture vs the baseline under ``-n 2`` (pytest-xdist), one run each.
 
 4. Collisions under xdist. A generated suite of 200 tests, each binding a TCP server with a
    plain ``bind(("127.0.0.1", port))`` (no ``SO_REUSEADDR``), listening, connecting to it and
    exchanging 4 bytes, run 5 times (2 with ``--quick``) with ``-n 4 -p no:randomly -q``:
-   (a) the port comes from ``free_port``; (b) from a helper in the test file that binds port 0,
-   reads the port and closes the socket. Each test sleeps ``random.uniform(0, 0.02)`` s between
-   getting its port and binding it (work between pick and bind), in both variants. Columns:
-   failed tests in each run, all failures, those that are ``EADDRINUSE``, and how many failure
-   reports carry the plugin's "localport: who holds port N" section. (b) may or may not fail on
-   a given machine; nothing here expects it to.
+   (a) the port comes from the plugin's fixture; (b) from a helper in the test file that binds
+   port 0, reads the port and closes the socket. Each test sleeps ``random.uniform(0, 0.02)`` s
+   between getting its port and binding it (work between pick and bind), in both variants.
+   Columns: failed tests in each run, all failures, those that are ``EADDRINUSE``, and how many
+   failure reports carry the plugin's "localport: who holds port N" section. (b) may or may not
+   fail on a given machine; nothing here expects it to.
 """
 
 from __future__ import annotations
@@ -90,6 +94,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 PLUGIN_MODULE = "localport.pytest_plugin"
+#: The plugin's port fixture, as a test names it: the one place to change when it is renamed.
+FIXTURE = "localport_tcp_port"
 PACKAGES = ("pytest", "pytest-xdist", "pytest-asyncio", "localport")
 #: Per-subprocess limit: a hung run is a failure of the benchmark, not a measurement.
 RUN_TIMEOUT_S = 600.0
@@ -97,7 +103,8 @@ FIXTURE_TESTS = 500
 COLLISION_TESTS = 200
 COLLISION_WORKERS = 4
 STARTUP_GOAL_MS = 15.0
-FIXTURE_GOAL_MS = 0.5
+#: At most this many ms per test beyond pytest-asyncio's ``unused_tcp_port``.
+FIXTURE_BEYOND_GOAL_MS = 0.2
 #: pytest's exit code for a usage error (an unknown option, say).
 USAGE_ERROR = 4
 SUMMARY_LINE = re.compile(r"^=*\s*(\d+ \w+(?:, \d+ \w+)*) in [\d.]+s")
@@ -398,12 +405,14 @@ def fixture_overhead(sandbox: Sandbox, runs: int) -> None:
     base = ["-m", "pytest", "-p", "no:randomly", "-q"]
     asyncio_fixture = asyncio_port_fixture()
     # name -> (project, extra arguments)
+    ours = f"`{FIXTURE}`"
+    theirs = f"pytest-asyncio `{asyncio_fixture or 'unused_tcp_port'}`"
     variants: dict[str, tuple[Path, list[str]]] = {
         "baseline (no fixture)": (sandbox.project("fixture-none", fixture_tests(None)), []),
-        "`free_port`": (sandbox.project("fixture-free-port", fixture_tests("free_port")), []),
+        ours: (sandbox.project("fixture-plugin", fixture_tests(FIXTURE)), []),
     }
     if asyncio_fixture is not None:
-        variants[f"pytest-asyncio `{asyncio_fixture}`"] = (
+        variants[theirs] = (
             sandbox.project("fixture-asyncio", fixture_tests(asyncio_fixture)),
             [],
         )
@@ -430,12 +439,12 @@ def fixture_overhead(sandbox: Sandbox, runs: int) -> None:
     )
     print()
     rows: list[list[str]] = []
-    free_port_ms = math.nan
+    # Per-test overheads as the table prints them (3 decimals), so the goal line adds up.
+    printed: dict[str, float] = {}
     for name, values in times.items():
         middle = median(values)
         overhead = per_test_ms(middle, baseline)
-        if name == "`free_port`":
-            free_port_ms = overhead
+        printed[name] = round(overhead, 3)
         if name == "baseline (no fixture)":
             note = ""
         elif name.startswith("baseline,"):
@@ -446,26 +455,35 @@ def fixture_overhead(sandbox: Sandbox, runs: int) -> None:
     xdist = ["-n", "2"]
     xdist_times = {
         name: sandbox.run([*base, *xdist], variants[name][0])
-        for name in ("baseline (no fixture)", "`free_port`")
+        for name in ("baseline (no fixture)", ours)
     }
     for done in xdist_times.values():
         expect_passed(done, FIXTURE_TESTS)
     xdist_base = xdist_times["baseline (no fixture)"].seconds
-    xdist_free = xdist_times["`free_port`"].seconds
+    xdist_free = xdist_times[ours].seconds
     rows.append(["baseline, `-n 2` (information)", "1", f"{xdist_base:.3f}", ""])
     rows.append(
         [
-            "`free_port`, `-n 2` (information)",
+            f"{ours}, `-n 2` (information)",
             "1",
             f"{xdist_free:.3f}",
             f"{per_test_ms(xdist_free, xdist_base):+.3f} (vs `-n 2` baseline)",
         ]
     )
     print_table(["variant", "runs", "median total s", "ms per test vs baseline"], rows, "lrrl")
-    print(
-        f"Goal: under {FIXTURE_GOAL_MS:g} ms per `free_port`: "
-        f"{goal_text(free_port_ms, FIXTURE_GOAL_MS)}."
+    goal = (
+        f"Goal: {ours} adds at most {FIXTURE_BEYOND_GOAL_MS:g} ms per test beyond {theirs}, "
+        "both against the same baseline, each run in a fresh lock directory"
     )
+    if theirs in printed:
+        beyond = printed[ours] - printed[theirs]
+        verdict = "met" if beyond <= FIXTURE_BEYOND_GOAL_MS + 1e-9 else "MISSED"
+        print(
+            f"{goal}: {printed[ours]:+.3f} - ({printed[theirs]:+.3f}) = {beyond:.3f} ms: "
+            f"{verdict} ({'<=' if verdict == 'met' else '>'} {FIXTURE_BEYOND_GOAL_MS:g})."
+        )
+    else:
+        print(f"{goal}: not measured (pytest-asyncio's `unused_tcp_port` is not available).")
     print()
 
 
@@ -509,8 +527,8 @@ def collision_tests(use_fixture: bool) -> str:
         lines.append("")
         if use_fixture:
             lines += [
-                f"def test_{index}(free_port: int) -> None:",
-                "    _serve_and_connect(free_port)",
+                f"def test_{index}({FIXTURE}: int) -> None:",
+                f"    _serve_and_connect({FIXTURE})",
                 "",
             ]
         else:
@@ -535,7 +553,7 @@ class CollisionStats:
 def collisions(sandbox: Sandbox, runs: int) -> None:
     args = ["-m", "pytest", "-p", "no:randomly", "-q", "-n", str(COLLISION_WORKERS)]
     variants = {
-        "(a) `free_port`": sandbox.project("collide-free-port", collision_tests(True)),
+        f"(a) `{FIXTURE}`": sandbox.project("collide-plugin", collision_tests(True)),
         "(b) bind(0)-and-close": sandbox.project("collide-bind-zero", collision_tests(False)),
     }
     stats = {name: CollisionStats([]) for name in variants}

@@ -6,22 +6,42 @@ skipped with a note)::
     python benchmarks/bench_reserve.py                 # full run, a few minutes
     python benchmarks/bench_reserve.py --quick         # smoke run
     python benchmarks/bench_reserve.py --only raw,portpicker --iterations 500
+    python benchmarks/bench_reserve.py --sections latency --only localport,raw,portpicker
 
 If ``localport`` is not installed, the script imports it from ``src/`` next to this file.
 Options: ``--iterations N`` (latency samples, default 2000), ``--processes P`` and ``--ports K``
 (collision run, default 16 and 20), ``--quick`` (200 / 8 / 10, no TIME_WAIT draining),
-``--[no-]drain`` and ``--only NAME[,NAME]`` with names from: localport, raw, portpicker,
-ephemeral_port_reserve, port_for, portend.
+``--[no-]drain``, ``--only NAME[,NAME]`` with names from: localport, raw, portpicker,
+ephemeral_port_reserve, port_for, portend, and ``--sections NAME[,NAME]`` with names from:
+latency, busy, collisions (the tables below; default all three).
 
 Everything binds loopback addresses only. The machine facts (Python, kernel, CPU count, the
 kernel's ephemeral port range, load average and TCP sockets, from ``_common.py``; then
-``tcp_tw_reuse``, the tools' versions and the parameters) are printed first, then three tables.
+``tcp_tw_reuse``, the tools' versions and the parameters) are printed first, then the tables
+of the sections asked for.
 
 1. Latency. Wall time of picking one port, N times in a row in this process: median and p99
    (nearest rank) in microseconds, and the median divided by portpicker's median. For
    localport one sample is ``reserve(lock_dir=...)`` followed by ``release()``; for ``raw`` it
    is ``bind(("127.0.0.1", 0))``, ``getsockname()``, ``close()``; for the peers it is their
-   pick function. A few warm-up calls are not counted.
+   pick function. A few warm-up calls are not counted. localport has two rows:
+
+   - "localport" picks from the default range (49152-65535) in a new, empty lock directory,
+     so most picks land on a port that has no lock file yet and create one: the cold case, a
+     lock directory's first use of each port.
+   - "localport (warm dir)" picks with ``port_range=(low, high)`` from a dedicated range of
+     1,000 ports in another lock directory, in which every port of that range was first
+     reserved and released once (``port_range=(p, p)``, untimed), so every lock file already
+     exists: the warm case, a lock directory in everyday use. The range is the first block of
+     1,000 from 64000-64999 down to 52000-52999 that lies outside the kernel's ephemeral range
+     (so outgoing connections neither take its ports nor leave TIME_WAIT there) and whose every
+     port binds; failing that, the block with the fewest busy ports (a port that does not bind
+     when the lock files are made gets none). The range and the count of lock files made are
+     printed below the table.
+
+   With drain on (the default without ``--quick``) the section first waits, as the collision
+   runs do, until fewer than 100 TCP sockets are in TIME_WAIT (at most 65 s), since a port in
+   TIME_WAIT does not bind.
 
 2. Busy-candidate cost (localport only). 200 listeners held by this process on consecutive
    ports at a random base in 61000-64000, and ``reserve(port_range=(base, base + 200))`` whose
@@ -80,6 +100,7 @@ from _common import (
     LOOPBACK,
     US,
     count_time_wait,
+    ephemeral_bounds,
     machine_facts,
     median,
     package_version,
@@ -113,6 +134,14 @@ PEER_MODULES = {
 CALL_GUARD_S = 10.0
 BARRIER_TIMEOUT_S = 120.0
 WARMUP_CALLS = 20
+
+SECTIONS = ("latency", "busy", "collisions")
+#: The latency row that picks from a range whose lock files all exist.
+WARM_LABEL = "localport (warm dir)"
+WARM_RANGE_SIZE = 1000
+#: Candidate starts of the warm range, in the order of preference (outside the kernel's
+#: ephemeral range first).
+WARM_BLOCK_BASES = range(64000, 51999, -WARM_RANGE_SIZE)
 
 BUSY_PORTS = 200
 BUSY_REPS = 20
@@ -173,6 +202,7 @@ class Config:
     ports: int
     tools: list[str]
     drain: bool
+    sections: list[str] = field(default_factory=lambda: list(SECTIONS))
 
 
 @dataclass
@@ -240,8 +270,11 @@ def _raw_pick() -> int:
     return port
 
 
-def _make_picker(tool: str, lock_dir: str) -> Picker:
-    """The pick function of *tool*; imports the peer (ImportError when it is missing)."""
+def _make_picker(tool: str, lock_dir: str, port_range: tuple[int, int] | None = None) -> Picker:
+    """The pick function of *tool*; imports the peer (ImportError when it is missing).
+
+    *port_range* is localport's range to pick from (default: its default range).
+    """
     if tool == "localport":
         reserve = _localport_reserve()
         # localport imports filelock on its first reserve(); import it here, outside the
@@ -249,7 +282,7 @@ def _make_picker(tool: str, lock_dir: str) -> Picker:
         importlib.import_module("filelock")
 
         def pick_localport() -> tuple[int, Reservation | None]:
-            reservation = reserve(lock_dir=lock_dir)
+            reservation = reserve(port_range=port_range, lock_dir=lock_dir)
             return reservation.port, reservation
 
         return pick_localport
@@ -320,7 +353,7 @@ def _print_facts(cfg: Config, notes: list[str]) -> None:
     versions = ", ".join(f"{tool} {_tool_version(tool)}" for tool in cfg.tools)
     parameters = (
         f"iterations={cfg.iterations}, processes={cfg.processes}, ports={cfg.ports}, "
-        f"drain={cfg.drain}"
+        f"drain={cfg.drain}, sections={','.join(cfg.sections)}"
     )
     facts = [
         *machine_facts(),
@@ -360,34 +393,114 @@ def _latency_op(pick: Picker) -> Callable[[], object]:
     return op
 
 
-def run_latency(cfg: Config, lock_dir: str) -> None:
+def _outside_ephemeral(port_range: tuple[int, int]) -> bool:
+    bounds = ephemeral_bounds()
+    return bounds is None or port_range[1] < bounds[0] or port_range[0] > bounds[1]
+
+
+def _warm_range() -> tuple[tuple[int, int], int]:
+    """The warm row's range of WARM_RANGE_SIZE ports, and how many of its ports were busy.
+
+    The first wholly bindable block of WARM_BLOCK_BASES outside the kernel's ephemeral range;
+    failing that, the block with the fewest busy ports.
+    """
+    busy: dict[int, int] = {}
+    for base in sorted(
+        WARM_BLOCK_BASES, key=lambda b: not _outside_ephemeral((b, b + WARM_RANGE_SIZE - 1))
+    ):
+        busy[base] = sum(not port_is_free(p) for p in range(base, base + WARM_RANGE_SIZE))
+        if busy[base] == 0:
+            break
+    base = min(busy, key=busy.__getitem__)  # the first of the least busy (dicts keep order)
+    return (base, base + WARM_RANGE_SIZE - 1), busy[base]
+
+
+def _make_lock_files(port_range: tuple[int, int], lock_dir: str) -> int:
+    """Reserve and release every port of *port_range* once, leaving its lock file; the count."""
+    localport = _import_localport()
+    made = 0
+    low, high = port_range
+    for port in range(low, high + 1):
+        try:
+            held: Reservation = localport.reserve(port_range=(port, port), lock_dir=lock_dir)
+        except localport.NoFreePortError:
+            continue
+        held.release()
+        made += 1
+    return made
+
+
+def _warm_picker(lock_dir: str) -> tuple[Picker, str]:
+    """localport's picker over a range whose lock files all exist, and a note that says so."""
+    port_range, busy = _warm_range()
+    made = _make_lock_files(port_range, lock_dir)
+    low, high = port_range
+    where = "outside" if _outside_ephemeral(port_range) else "INSIDE (no block outside was free)"
+    size = high - low + 1
+    outcome = (
+        "so no timed pick creates a lock file"
+        if made == size
+        else f"the other {size - made} ports did not bind then and had no lock file at the start"
+    )
+    note = (
+        f"{WARM_LABEL}: picks from {low}-{high}, {where} the kernel's ephemeral range, in a lock "
+        f"directory where each of its ports was reserved and released once before timing: "
+        f"{made} of {size} lock files made ({busy} ports did not bind when the range was "
+        f"chosen), {outcome}"
+    )
+    return _make_picker("localport", lock_dir, port_range), note
+
+
+def run_latency(cfg: Config, lock_dir: str, warm_lock_dir: str) -> None:
     print(f"## 1. Latency of one pick ({cfg.iterations} iterations)\n")
     medians: dict[str, float] = {}
     p99s: dict[str, float] = {}
     notes: list[str] = []
+    if cfg.drain:
+        # TIME_WAIT left by other work makes ports of the warm range fail to bind.
+        drained = wait_for_time_wait(DRAIN_LIMIT, DRAIN_MAX_S)
+        notes.append(
+            f"TIME_WAIT at start {count_time_wait()}"
+            + (f"; waited {drained:.0f} s for TIME_WAIT to drain first" if drained >= 1 else "")
+        )
+    labels: list[str] = []
+    for tool in cfg.tools:
+        labels.append(tool)
+        if tool == "localport":
+            labels.append(WARM_LABEL)
+            notes.append(
+                "localport: picks from the default range (49152-65535) in a new lock "
+                "directory, so most picks create their port's lock file (a lock directory's "
+                "first use of each port)"
+            )
     # ephemeral_port_reserve leaves every port in TIME_WAIT: run it last.
-    order = sorted(cfg.tools, key=lambda t: t == "ephemeral_port_reserve")
-    for tool in order:
-        pick = _make_picker(tool, lock_dir)
-        gc.collect()
+    for label in sorted(labels, key=lambda t: t == "ephemeral_port_reserve"):
         try:
+            if label == WARM_LABEL:
+                pick, note = _warm_picker(warm_lock_dir)
+                notes.append(note)
+            else:
+                pick = _make_picker(label, lock_dir)
+            gc.collect()
             samples = sorted(_time_calls(_latency_op(pick), cfg.iterations))
         except Exception as error:  # noqa: BLE001 - one tool failing must not stop the rest
-            notes.append(f"{tool}: failed: {type(error).__name__}: {error}")
+            notes.append(f"{label}: failed: {type(error).__name__}: {error}")
             continue
-        medians[tool] = median(samples) / 1000
-        p99s[tool] = percentile(samples, 0.99) / 1000
+        medians[label] = median(samples) / 1000
+        p99s[label] = percentile(samples, 0.99) / 1000
     base = medians.get("portpicker")
     rows = []
-    for tool in cfg.tools:
-        if tool not in medians:
+    for label in labels:
+        if label not in medians:
             continue
-        ratio = f"{medians[tool] / base:.2f}x" if base else "n/a"
-        rows.append([tool, f"{medians[tool]:.1f}", f"{p99s[tool]:.1f}", ratio])
+        ratio = f"{medians[label] / base:.2f}x" if base else "n/a"
+        rows.append([label, f"{medians[label]:.1f}", f"{p99s[label]:.1f}", ratio])
     headers = ["tool", f"median {US}", f"p99 {US}", "median / portpicker"]
     print(table(headers, rows))
+    if notes:
+        print()
     for note in notes:
-        print(f"\n- {note}")
+        print(f"- {note}")
     print()
 
 
@@ -841,6 +954,10 @@ def _parse_args(argv: Sequence[str] | None) -> Config:
     )
     parser.add_argument("--only", help=f"comma-separated tools out of {','.join(TOOLS)}")
     parser.add_argument(
+        "--sections",
+        help=f"comma-separated tables to run out of {','.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
         "--drain",
         action=argparse.BooleanOptionalAction,
         help="before each collision run wait (up to 65 s) for TIME_WAIT sockets to expire "
@@ -855,12 +972,20 @@ def _parse_args(argv: Sequence[str] | None) -> Config:
         if unknown:
             parser.error(f"unknown tool(s) {unknown}; choose from {', '.join(TOOLS)}")
         tools = [name for name in TOOLS if name in tools]
+    sections = list(SECTIONS)
+    if args.sections:
+        sections = [name.strip() for name in args.sections.split(",") if name.strip()]
+        unknown = [name for name in sections if name not in SECTIONS]
+        if unknown or not sections:
+            parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+        sections = [name for name in SECTIONS if name in sections]
     cfg = Config(
         iterations=args.iterations if args.iterations is not None else defaults[0],
         processes=args.processes if args.processes is not None else defaults[1],
         ports=args.ports if args.ports is not None else defaults[2],
         tools=tools,
         drain=args.drain if args.drain is not None else not args.quick,
+        sections=sections,
     )
     if min(cfg.iterations, cfg.processes, cfg.ports) < 1:
         parser.error("--iterations, --processes and --ports must be at least 1")
@@ -896,10 +1021,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not cfg.tools:
             print("nothing to benchmark")
             return 1
-        run_latency(cfg, lock_dir)
-        if "localport" in cfg.tools:
+        if "latency" in cfg.sections:
+            run_latency(cfg, lock_dir, _make_lock_dir(root, "latency-warm-"))
+        if "busy" in cfg.sections and "localport" in cfg.tools:
             run_busy(_make_lock_dir(root, "busy-"))
-        run_collisions(cfg, root)
+        if "collisions" in cfg.sections:
+            run_collisions(cfg, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
