@@ -51,6 +51,8 @@ def open_lock_dir(lock_dir: str | None, *, write: bool = True) -> LockDir:
         except OSError as error:
             raise LockDirError(path, f"it cannot be created: {error.strerror}") from error
         _check_directory(path, private=not shared)
+    except LockDirError:
+        raise
     except OSError as error:  # too long a name, a file where a parent should be...
         raise LockDirError(path, f"it cannot be used: {error.strerror or error}") from error
     if write and not os.access(path, os.W_OK | os.X_OK):

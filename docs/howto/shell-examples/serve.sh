@@ -7,7 +7,10 @@ PORT=$(localport reserve --name api --hold 30)
 
 python3 -m http.server "$PORT" --bind 127.0.0.1 >server.log 2>&1 &
 SERVER=$!
-trap 'kill "$SERVER"' EXIT
+# On the way out: stop the server, and end the holder if it is still there (it lets go by
+# itself once it sees the server listen, but a server that stops first leaves it holding the
+# port until its time is up).
+trap 'kill "$SERVER"; localport release "$PORT" 2>/dev/null || true' EXIT
 
 # Wait until the server listens; the holder's RESERVED row does not count.
 until localport who "$PORT" --json | jq -e '.holders | any(.status == "LISTEN")' >/dev/null; do
