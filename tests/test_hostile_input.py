@@ -176,3 +176,14 @@ def test_a_lock_dir_you_cannot_write_is_refused_at_once_not_walked(spawn: Any) -
         shutil.rmtree(unwritable)
     assert result["error"] is not None
     assert "cannot create files" in result["error"]
+
+
+def test_a_refused_lock_dir_gives_its_own_reason_unwrapped(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(localport.LockDirError) as info:
+        localport.reserve(lock_dir=link)
+    assert info.value.reason.startswith("it is a symbolic link")
+    assert str(info.value).count("refusing lock directory") == 1
