@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -187,3 +188,57 @@ def test_a_refused_lock_dir_gives_its_own_reason_unwrapped(tmp_path: Path) -> No
         localport.reserve(lock_dir=link)
     assert info.value.reason.startswith("it is a symbolic link")
     assert str(info.value).count("refusing lock directory") == 1
+
+
+def test_a_udp_server_that_shares_its_address_is_not_taken_for_time_wait() -> None:
+    """TIME_WAIT is TCP's: reuse_address must not let a UDP probe bind beside a live server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        with pytest.raises(localport.PortInUseError):
+            localport.reserve(port, proto="udp", reuse_address=True)
+    assert localport.reservations() == []
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [("--host", "192.0.2.77"), ("--host", "example.com"), ("--name", "")],
+    ids=["foreign-host", "name-for-host", "empty-name"],
+)
+def test_reserve_hold_checks_its_arguments_before_it_forks(arguments: tuple[str, ...]) -> None:
+    result = run("reserve", "--hold", "5", *arguments)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert localport.reservations() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_the_owner_of_a_shared_directory_has_lock_files_others_can_use(spawn: Any) -> None:
+    shared = tempfile.mkdtemp(prefix="localport-test-shared-")
+    os.chown(shared, 65534, 65534)
+    os.chmod(shared, 0o1777)  # noqa: S103 - a shared sticky directory is the subject
+    port = 29385
+    try:
+        maker = spawn(
+            """
+            import json, os, sys
+            import localport, localport._reserve, localport._picker, localport._candidate
+            import localport._lockfile, localport._listing, filelock
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            localport.reserve(int(sys.argv[1])).release()
+            print(json.dumps("made"))
+            """,
+            str(port),
+            env={"LOCALPORT_DIR": shared},
+        )
+        assert maker.read() == "made"
+        maker.finish()
+        lock_file = Path(shared) / f"port-{port}.lock"
+        assert lock_file.stat().st_uid == 65534
+        with localport.reserve(port, lock_dir=shared) as reservation:  # root, not the maker
+            assert reservation.port == port
+    finally:
+        shutil.rmtree(shared)

@@ -327,3 +327,22 @@ def test_the_report_says_when_the_holder_is_gone_and_spares_advice_the_test_foll
     text = result.stdout.str()
     assert "its holder has let go since" in text
     assert "set it on the server's socket" not in text
+
+
+def test_an_exception_whose_str_fails_is_reported_as_pytest_would(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        """
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("no words")
+
+        def test_fails_oddly():
+            raise Unprintable()
+        """
+    )
+    result = pytester.runpytest(*QUIET)
+    result.assert_outcomes(failed=1)
+    assert "INTERNALERROR" not in result.stdout.str()

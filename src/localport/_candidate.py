@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import errno
 import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,8 +50,6 @@ from ._registry import Registry, lease_live
 from ._reservation import LIVE, Reservation
 
 if TYPE_CHECKING:
-    import socket
-
     from ._arguments import Proto
     from ._lockfile import LockedPort
 
@@ -107,8 +106,8 @@ class Reason(enum.Enum):
 
     #: A live reservation or lease holds it: skip it for good.
     RESERVED = "reserved"
-    #: Another process holds its lock but has not described itself yet: a reservation being
-    #: made, which may still fail and let go.
+    #: Another process holds its lock: a reservation, or one being made that may still fail
+    #: and let go (told apart only at the end of a walk, by looking again).
     LOCKED = "locked"
     #: Something is bound where we probed.
     BUSY = "busy"
@@ -132,7 +131,14 @@ class Refusal:
 #: (ELOOP), another user's file (EACCES, EPERM), a full disk or quota when the port's file
 #: would be made (ENOSPC, EDQUOT) while other ports' files still serve.
 _SPOILS_ONE_PORT = frozenset(
-    {errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    {
+        errno.ELOOP,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOSPC,
+        getattr(errno, "EDQUOT", errno.ENOSPC),
+        errno.ENOENT,  # a lock file made and gone again: someone else's doing
+    }
 )
 _RESERVED = Refusal(Reason.RESERVED)
 _LOCKED = Refusal(Reason.LOCKED)
@@ -161,7 +167,12 @@ class RetryPolicy:
 RETRY = RetryPolicy()
 
 
-def _lenient(endpoint: Endpoint) -> Endpoint:
+def _lenient(endpoint: Endpoint, kind: socket.SocketKind) -> Endpoint:
+    """*endpoint* probed with ``SO_REUSEADDR``, for TCP only: TIME_WAIT is TCP's, and two UDP
+    sockets that both set ``SO_REUSEADDR`` share an address, so a lenient UDP probe would not
+    see a live UDP server that sets it."""
+    if kind != socket.SOCK_STREAM:
+        return endpoint
     return dataclasses.replace(endpoint, reuse=True)
 
 
@@ -220,9 +231,11 @@ class Candidate:
         """
         registry = self.registry
         fd = registry.open_existing(port)
-        if fd is None and not explicit:
+        # Without a guard spot to probe first, a probe of the consumer's address could land
+        # on a reservation made a moment ago: lock first (making the file) for such plans.
+        if fd is None and not explicit and all(plan.guards for _, plan in self.plans):
             for kind, plan in self.plans:
-                cheap = _lenient(plan.cheap) if sticky else plan.cheap
+                cheap = _lenient(plan.cheap, kind) if sticky else plan.cheap
                 for endpoint in (*plan.guards[:1], cheap):
                     if probe(endpoint, kind, port) is ProbeResult.BUSY:
                         return Refusal(Reason.BUSY, endpoint, kind)
@@ -246,7 +259,14 @@ class Candidate:
                 for guard in guards:
                     guard.close()
                 return refusal
-            return self._record(port, locked, tuple(guards), now)
+            try:
+                return self._record(port, locked, tuple(guards), now)
+            except OSError as error:
+                if error.errno not in _SPOILS_ONE_PORT:
+                    raise
+                for guard in guards:  # a full disk: this port's record cannot be written
+                    guard.close()
+                return _RESERVED
         except BaseException:
             for guard in guards:
                 guard.close()
@@ -269,7 +289,7 @@ class Candidate:
             for index, endpoint in enumerate(plan.probes):
                 if guard_at is not None and endpoint.same_place(guard_at):
                     continue  # the guard's own bind already tested this address
-                result = probe(_lenient(endpoint) if sticky else endpoint, kind, port)
+                result = probe(_lenient(endpoint, kind) if sticky else endpoint, kind, port)
                 if result is ProbeResult.BUSY:
                     return Refusal(Reason.BUSY, endpoint, kind)
                 if result is ProbeResult.ABSENT and index == 0:

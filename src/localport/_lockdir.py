@@ -27,6 +27,9 @@ class LockDir:
     path: str
     #: Named by the caller or ``LOCALPORT_DIR`` (others may use it), not the private default.
     shared: bool
+    #: The directory's owner (``None`` where there are no owners): in a sticky directory it
+    #: may delete any file anyway, so its lock files are as safe to use as our own.
+    owner: int | None = None
 
 
 def open_lock_dir(lock_dir: str | None, *, write: bool = True) -> LockDir:
@@ -58,7 +61,8 @@ def open_lock_dir(lock_dir: str | None, *, write: bool = True) -> LockDir:
     if write and not os.access(path, os.W_OK | os.X_OK):
         # Otherwise every lock file fails to be made and a walk ends "all ports busy".
         raise LockDirError(path, "you cannot create files in it (its mode, or a read-only disk)")
-    return LockDir(path, shared)
+    owner = os.stat(path).st_uid if shared and _platform.system.posix_permissions else None
+    return LockDir(path, shared, owner)
 
 
 def _from_environment() -> str | None:

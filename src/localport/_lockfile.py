@@ -11,7 +11,9 @@ about 40 times the lock itself. What ``FileLock`` checked, this module checks:
   (``O_NOFOLLOW``), without blocking on a FIFO (``O_NONBLOCK``), and never leaks into a
   started program (``O_CLOEXEC``); it is created only when missing, and never truncated;
 - a file that is not a regular file, has another hard link (a link to a file elsewhere), or,
-  in a shared directory, belongs to another user, is refused (``OSError``);
+  in a shared directory, belongs to a user other than you, root or the directory's owner (any
+  of whom could delete it while you hold it, and hand the port to someone else), is refused
+  (``OSError``);
 - every held descriptor is referenced from here, and a forked child closes its copies without
   unlocking them: ``flock`` belongs to the open file description the two processes share, so
   a child's unlock would free its parent's reservation.
@@ -100,7 +102,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_HELD.close_in_child)
 
 
-def open_lock_file(path: str, *, shared: bool) -> int | None:
+def open_lock_file(path: str, *, trusted: frozenset[int] | None) -> int | None:
     """Open *path* to lock it; ``None`` when it does not exist yet."""
     try:
         fd = os.open(path, _LOCK_FLAGS)
@@ -112,31 +114,36 @@ def open_lock_file(path: str, *, shared: bool) -> int | None:
                 errno.EPERM, "refusing lock file: not a regular file", path
             ) from error
         raise
-    _check_or_close(fd, path, shared=shared)
+    _check_or_close(fd, path, trusted=trusted)
     return fd
 
 
-def create_lock_file(path: str, *, shared: bool) -> int:
-    """Create *path* (or open it, if another process just did) to lock it."""
+def create_lock_file(path: str, *, trusted: frozenset[int] | None) -> int:
+    """Create *path* (or open it, if another process just did) to lock it.
+
+    :param trusted: in a shared directory, the owners whose lock files may be used (their
+        files are made so that every co-user can lock them); ``None`` in a private directory.
+    """
+    shared = trusted is not None
     mode = 0o666 if shared else 0o600
     try:
         fd = os.open(path, _LOCK_FLAGS | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        existing = open_lock_file(path, shared=shared)
+        existing = open_lock_file(path, trusted=trusted)
         if existing is None:  # created and gone again: lock files are never unlinked
             raise FileNotFoundError(errno.ENOENT, "lock file vanished", path) from None
         return existing
-    if shared:
+    if shared and hasattr(os, "fchmod"):
         try:
             # Others lock it too, so they need to open it read-write whatever our umask says.
             os.fchmod(fd, mode)
-        except OSError:
+        except BaseException:
             os.close(fd)
             raise
     return fd
 
 
-def _check_or_close(fd: int, path: str, *, shared: bool) -> None:
+def _check_or_close(fd: int, path: str, *, trusted: frozenset[int] | None) -> None:
     try:
         info = os.fstat(fd)
         reason = ""
@@ -144,7 +151,7 @@ def _check_or_close(fd: int, path: str, *, shared: bool) -> None:
             reason = "it is not a regular file"
         elif info.st_nlink > 1:
             reason = "it has another hard link"
-        elif shared and hasattr(os, "getuid") and info.st_uid not in (os.getuid(), 0):
+        elif trusted is not None and info.st_uid not in trusted:
             # Its owner could delete it while we hold it, and hand the port to someone else.
             reason = f"it belongs to uid {info.st_uid}"
         if reason:
@@ -158,16 +165,20 @@ def lock(fd: int, path: str) -> LockedPort | None:
     """Lock *fd* without waiting; ``None`` (and *fd* closed) when another holder has it."""
     from filelock import lock_descriptor  # tens of ms to import: only once a lock is needed
 
+    # Referenced before it is locked: a fork from another thread in between must find it
+    # there, or the child would keep an uncounted copy of a held lock.
+    held = LockedPort(fd, path)
+    _HELD.add(held)
     try:
         locked = lock_descriptor(fd, blocking=False)
     except BaseException:
+        _HELD.forget(held)
         os.close(fd)
         raise
     if not locked:
+        _HELD.forget(held)
         os.close(fd)
         return None
-    held = LockedPort(fd, path)
-    _HELD.add(held)
     return held
 
 

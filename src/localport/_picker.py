@@ -150,12 +150,17 @@ class Picker:
                 continue
             seen.add(start)
             taken: list[Reservation] = []
-            for port in range(start, start + count):
-                outcome = self.attempt(port, explicit=False, sticky=port in sticky)
-                if not isinstance(outcome, Reservation):
-                    self.refused.add(port)
-                    break
-                taken.append(outcome)
+            try:
+                for port in range(start, start + count):
+                    outcome = self.attempt(port, explicit=False, sticky=port in sticky)
+                    if not isinstance(outcome, Reservation):
+                        self.refused.add(port)
+                        break
+                    taken.append(outcome)
+            except BaseException:  # all or none, also when an attempt raises
+                for reservation in taken:
+                    reservation.release()
+                raise
             if len(taken) == count:
                 self._remember(taken[0], start)
                 return taken

@@ -91,7 +91,11 @@ def address_in_use(error: BaseException) -> BaseException | None:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno == errno.EADDRINUSE:
             return current
-        if "address already in use" in str(current).lower():
+        try:
+            text = str(current)
+        except Exception:  # noqa: BLE001 - an exception whose __str__ fails says nothing
+            text = ""
+        if "address already in use" in text.lower():
             return current
         current = current.__cause__ or current.__context__
     return None

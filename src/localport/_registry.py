@@ -69,18 +69,23 @@ class ReservationInfo:
 class Registry:
     """One lock directory, checked and ready."""
 
-    __slots__ = ("path", "shared")
+    __slots__ = ("path", "shared", "trusted")
 
-    def __init__(self, path: str, *, shared: bool) -> None:
+    def __init__(self, path: str, *, shared: bool, owner: int | None = None) -> None:
         self.path = path
         self.shared = shared
+        #: In a shared directory, whose lock files may be used: yours, root's and the
+        #: directory owner's (who may delete any file in it anyway). ``None``: private.
+        self.trusted: frozenset[int] | None = None
+        if shared and hasattr(os, "geteuid"):
+            self.trusted = frozenset({os.geteuid(), 0, *(() if owner is None else (owner,))})
 
     @classmethod
     def open(cls, lock_dir: str | None, *, write: bool = True) -> Registry:
         """Resolve (argument, ``LOCALPORT_DIR``, default) and check it; a writer's is created
         if missing, a reader's is left missing (it holds no reservations)."""
         checked = open_lock_dir(lock_dir, write=write)
-        return cls(checked.path, shared=checked.shared)
+        return cls(checked.path, shared=checked.shared, owner=checked.owner)
 
     def lock_path(self, port: int) -> str:
         return os.path.join(self.path, f"{_LOCK_PREFIX}{port}{_LOCK_SUFFIX}")
@@ -102,7 +107,7 @@ class Registry:
         :raises OSError: the path is a symbolic link (``ELOOP``), or not a file localport may
             lock (``EPERM``; see :mod:`localport._lockfile`).
         """
-        return open_lock_file(self.lock_path(port), shared=self.shared)
+        return open_lock_file(self.lock_path(port), trusted=self.trusted)
 
     def lock(self, port: int, fd: int | None = None) -> LockedPort | None:
         """Take the port's lock without waiting (creating its file if need be); ``None`` when
@@ -112,7 +117,7 @@ class Registry:
         """
         path = self.lock_path(port)
         if fd is None:
-            fd = create_lock_file(path, shared=self.shared)
+            fd = create_lock_file(path, trusted=self.trusted)
         return lock(fd, path)
 
     # -- records -------------------------------------------------------------------------------

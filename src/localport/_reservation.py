@@ -146,8 +146,10 @@ class Reservation(ReservedAddress):
         In a forked child this does nothing: the reservation belongs to the parent.
         """
         lease = check_lease(lease)
+        if os.getpid() != self._owner_pid:
+            return  # before the mutex, which a fork may have copied while held
         with self._mutex:
-            if self._released or os.getpid() != self._owner_pid:
+            if self._released:
                 return
             self._released = True
             locked, self._locked = self._locked, None

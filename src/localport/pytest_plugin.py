@@ -114,8 +114,9 @@ class _Settings:
         elif ini:
             self.lock_dir = os.path.join(str(config.rootpath), str(ini))
         option, ini = config.getoption("localport_reuseaddr"), config.getini("localport_reuseaddr")
-        #: None: reserve() reads LOCALPORT_REUSEADDR.
-        self.reuse_address: bool | None = True if option else ini
+        #: None: reserve() reads LOCALPORT_REUSEADDR. (Before pytest 8 an unset bool ini key
+        #: reads as [], whatever its default.)
+        self.reuse_address: bool | None = True if option else ini if isinstance(ini, bool) else None
         self.replace = _replacements(
             config.getoption("localport_replace") or [], config.getini("localport_replace")
         )
@@ -360,15 +361,24 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = outcome.get_result()
     if call.excinfo is None or report.passed:
         return
+    try:
+        section = _report_section(item, call.excinfo.value, call.when)
+    except Exception:  # noqa: BLE001 - a diagnostic must never turn a failure into an error
+        return
+    if section is not None:
+        report.sections.append(section)
+
+
+def _report_section(item: pytest.Item, error: BaseException, when: str) -> tuple[str, str] | None:
     from ._pytest_report import address_in_use, failed_bind, who_text
 
-    error = address_in_use(call.excinfo.value)
-    if error is None:
-        return
-    found = failed_bind(error, item.stash.get(_BINDS_KEY, {}).get(call.when, []))
+    in_use = address_in_use(error)
+    if in_use is None:
+        return None
+    found = failed_bind(in_use, item.stash.get(_BINDS_KEY, {}).get(when, []))
     if found is None:
-        return
+        return None
     port, bind = found
     settings = item.config.stash[_SETTINGS_KEY]
     text = who_text(port, settings.lock_dir, from_fixture=port in settings.handed_out, bind=bind)
-    report.sections.append((f"localport: who holds port {port}", text))
+    return f"localport: who holds port {port}", text

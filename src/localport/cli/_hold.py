@@ -17,7 +17,8 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _platform
-from .._errors import LocalportError, LockDirError
+from .._candidate import Request
+from .._errors import AddressNotAvailableError, LocalportError, LockDirError
 from .._listing import reservation_at
 from .._registry import Registry
 from .._reserve import reserve
@@ -58,6 +59,18 @@ def _start_holder(arguments: argparse.Namespace, proto: str) -> dict[str, Any]:
     if not hasattr(os, "fork"):
         msg = "--hold needs a POSIX system (fork); on Windows, keep a Python process holding it"
         raise CommandError(msg, EXIT_USAGE)
+    # Every argument is checked here, before the fork: the holder can only report a code.
+    Request.check(
+        port=arguments.port,
+        name=arguments.name,
+        host=arguments.host,
+        proto=proto,
+        port_range=None,
+        fallback=False,
+        guard=True,
+        lock_dir=None,
+        reuse_address=None,
+    )
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "localport", HOLD_COMMAND]
     command += ["--seconds", str(arguments.hold), "--host", arguments.host, "--proto", proto]
@@ -98,8 +111,13 @@ def hold_command(arguments: argparse.Namespace) -> int:
         reservation = reserve(
             arguments.port, name=arguments.name, host=arguments.host, proto=arguments.proto
         )
-    except (LocalportError, OSError, ValueError) as error:
-        code = EXIT_LOCK_DIR if isinstance(error, LockDirError) else EXIT_UNAVAILABLE
+    except (LocalportError, OSError, ValueError, TypeError) as error:
+        if isinstance(error, LockDirError):
+            code = EXIT_LOCK_DIR
+        elif isinstance(error, (ValueError, TypeError, AddressNotAvailableError)):
+            code = EXIT_USAGE
+        else:
+            code = EXIT_UNAVAILABLE
         os.write(report_fd, json.dumps({"error": str(error), "code": code}).encode() + b"\n")
         return code
     stop = threading.Event()

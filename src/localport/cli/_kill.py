@@ -13,7 +13,7 @@ from .._errors import WaitTimeoutError
 from .._explain import explain
 from .._holders import who_holds
 from .._wait import wait_until_free
-from ._render import USE_ANOTHER_PORT, say
+from ._render import USE_ANOTHER_PORT, printable, say
 from ._shared import EXIT_NO, EXIT_OK, EXIT_REFUSED, CommandError
 
 if TYPE_CHECKING:
@@ -87,7 +87,11 @@ def _confirm(port: int, pid: int, cmdline: Sequence[str]) -> None:
     if not sys.stdin.isatty():
         msg = "not a terminal, so not asking: pass --yes to stop it"
         raise CommandError(msg, EXIT_REFUSED)
-    answer = input(f"stop PID {pid} ({' '.join(cmdline)}) holding port {port}? [y/N] ")
+    command = printable(" ".join(cmdline))
+    try:
+        answer = input(f"stop PID {pid} ({command}) holding port {port}? [y/N] ")
+    except EOFError:  # Ctrl-D: no answer is no
+        answer = ""
     if answer.strip().lower() not in ("y", "yes"):
         raise CommandError("not stopped", EXIT_REFUSED)
 

@@ -253,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(str(error))
         return EXIT_USAGE
     except ServerStartError as error:
-        say(str(error))
+        # One line: the server's last output, which the message carries too, was on stdout.
+        say(str(error).split("\n", 1)[0])
         return EXIT_START_FAILED
     except (ValueError, TypeError) as error:
         say(str(error))
