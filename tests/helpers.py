@@ -59,3 +59,16 @@ LISTENING_CHILD = """
     print(json.dumps(server.getsockname()[1]), flush=True)
     sys.stdin.read()
 """
+
+
+def leave_time_wait(port: int) -> None:
+    """A server on 127.0.0.1:*port* that closes its connection first: TIME_WAIT on *port*."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen()
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    connection, _ = server.accept()
+    connection.close()  # the server's side closes first: TIME_WAIT on the server's port
+    client.close()
+    server.close()

@@ -9,24 +9,11 @@ from typing import Literal
 import pytest
 
 import localport
-from helpers import has_ipv6, needs_ipv6, time_wait_table_full
+from helpers import has_ipv6, leave_time_wait, needs_ipv6, time_wait_table_full
 
 # Ranges of their own (see the plan in conftest.py): below the kernel's ephemeral range.
 TIME_WAIT_RANGE = (29200, 29203)
 ANY_RANGE = (29210, 29219)
-
-
-def _leave_time_wait(port: int) -> None:
-    """A server on *port* that closes its connection first: TIME_WAIT on *port*."""
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("127.0.0.1", port))
-    server.listen()
-    client = socket.create_connection(("127.0.0.1", port), timeout=5)
-    connection, _ = server.accept()
-    connection.close()  # the server's side closes first: TIME_WAIT on the server's port
-    client.close()
-    server.close()
 
 
 @pytest.mark.parametrize(
@@ -70,7 +57,7 @@ def test_a_range_held_only_by_time_wait_says_so_and_reuse_address_takes_it(
         pytest.skip("the kernel's TIME_WAIT table is full: new entries are dropped")
     low, high = TIME_WAIT_RANGE
     for port in range(low, high + 1):
-        _leave_time_wait(port)
+        leave_time_wait(port)
 
     with pytest.raises(localport.NoFreePortError) as info:
         localport.reserve(port_range=TIME_WAIT_RANGE)

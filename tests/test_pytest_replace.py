@@ -212,27 +212,15 @@ def test_the_aiohttp_replacement_gives_a_function_that_reserves(pytester: pytest
 TIME_WAIT_PORTS = (29370, 29371)
 
 
-def _leave_time_wait(port: int) -> None:
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("127.0.0.1", port))
-    server.listen()
-    client = socket.create_connection(("127.0.0.1", port), timeout=5)
-    connection, _ = server.accept()
-    connection.close()  # the server's side closes first: TIME_WAIT on the server's port
-    client.close()
-    server.close()
-
-
 def test_the_reuseaddr_ini_key_lets_fixtures_take_time_wait_ports(
     pytester: pytest.Pytester,
 ) -> None:
-    from helpers import time_wait_table_full
+    from helpers import leave_time_wait, time_wait_table_full
 
     if time_wait_table_full():
         pytest.skip("the kernel's TIME_WAIT table is full: new entries are dropped")
     for port in TIME_WAIT_PORTS:
-        _leave_time_wait(port)
+        leave_time_wait(port)
     low, high = TIME_WAIT_PORTS
     pytester.makeini(INI)
     pytester.makepyfile(
