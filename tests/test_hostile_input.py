@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import localport
@@ -242,3 +244,44 @@ def test_the_owner_of_a_shared_directory_has_lock_files_others_can_use(spawn: An
             assert reservation.port == port
     finally:
         shutil.rmtree(shared)
+
+
+def test_release_signals_only_a_pid_the_kernel_says_holds_the_lock(spawn: Any) -> None:
+    held = run("reserve", "--hold", "60", "--json")
+    assert held.returncode == 0, held.stderr
+    genuine = json.loads(held.stdout)
+    holder_pid = genuine["holder_pid"]
+    holder_started = psutil.Process(holder_pid).create_time()
+    try:
+        # Another process holds a port's lock and writes the genuine holder's PID into its
+        # record, hoping `localport release` signals that PID.
+        forger = spawn(
+            """
+            import json, os, sys
+            import localport
+            reservation = localport.reserve(int(sys.argv[1]))
+            record = {"pid": int(sys.argv[2]), "created": 1.0, "released": None,
+                      "port": reservation.port, "proto": "tcp", "host": "127.0.0.1"}
+            fd = os.open(reservation.lock_path, os.O_WRONLY)
+            os.pwrite(fd, json.dumps(record).encode().ljust(512), 0)
+            os.close(fd)
+            print(json.dumps(reservation.port), flush=True)
+            sys.stdin.read()
+            """,
+            str(CRAFTED_PORT + 1),
+            str(holder_pid),
+        )
+        forged_port = forger.read()
+
+        refused = run("release", str(forged_port))
+        assert refused.returncode == 4, refused.stderr
+        assert "kernel says" in refused.stderr
+        os.kill(holder_pid, 0)  # the genuine holder was not signalled
+
+        released = run("release", str(genuine["port"]))  # and the genuine one is released
+        assert released.returncode == 0, released.stderr
+    finally:  # end the holder by its PID, if that PID is still the holder
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(holder_pid)
+            if process.create_time() == holder_started:
+                process.kill()

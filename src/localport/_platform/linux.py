@@ -146,12 +146,14 @@ class Linux(Portable):
     def held_lock_inodes(self) -> set[int] | None:
         """From ``/proc/locks``: reading it takes no lock, so listing reservations never makes a
         concurrent ``reserve()`` fail the way "try the lock and let go" would."""
-        try:
-            with open("/proc/locks", "rb") as file:
-                lines = file.read().split(b"\n")
-        except OSError:
+        holders = _flock_holders()
+        return None if holders is None else {inode for _, _, inode in holders}
+
+    def lock_holders(self, device: int, inode: int) -> set[int] | None:
+        holders = _flock_holders()
+        if holders is None:
             return None
-        return _flock_inodes(lines)
+        return holders.get((os.major(device), os.minor(device), inode), set())
 
     @functools.cache  # noqa: B019 - one instance lives as long as the process
     def kernel_ephemeral_range(self) -> tuple[int, int] | None:
@@ -233,16 +235,27 @@ def _socket_inodes_of(pids: Iterable[int]) -> dict[int, int]:
     return found
 
 
-def _flock_inodes(lines: list[bytes]) -> set[int]:
-    """The inodes of held ``flock`` locks among ``/proc/locks`` lines."""
-    inodes = set()
+def _flock_holders() -> dict[tuple[int, int, int], set[int]] | None:
+    """(major, minor, inode) -> PIDs holding a ``flock`` on that file, from ``/proc/locks``;
+    ``None`` if unreadable."""
+    try:
+        with open("/proc/locks", "rb") as file:
+            lines = file.read().split(b"\n")
+    except OSError:
+        return None
+    holders: dict[tuple[int, int, int], set[int]] = {}
     for line in lines:
         # "1: FLOCK  ADVISORY  WRITE 2800 fe:00:2146466 0 EOF"; a waiter's line has "->"
         # in the second field and holds nothing.
         fields = line.split()
         if len(fields) < 6 or fields[1] != b"FLOCK":
             continue
-        device_inode = fields[5].rsplit(b":", 1)
-        if len(device_inode) == 2 and device_inode[1].isdigit():
-            inodes.add(int(device_inode[1]))
-    return inodes
+        place = fields[5].split(b":")
+        if len(place) != 3 or not place[2].isdigit() or not fields[4].isdigit():
+            continue
+        try:
+            key = (int(place[0], 16), int(place[1], 16), int(place[2]))
+        except ValueError:
+            continue
+        holders.setdefault(key, set()).add(int(fields[4]))
+    return holders

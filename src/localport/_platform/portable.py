@@ -156,6 +156,12 @@ class Portable:
 
     # -- files, ranges and sockets -----------------------------------------------------------
 
+    def lock_holders(self, device: int, inode: int) -> set[int] | None:
+        """The PIDs the kernel says hold a ``flock`` on the file *device*/*inode* (``st_dev``,
+        ``st_ino``); ``None`` where the system does not say (the caller then has only the lock
+        file's own record)."""
+        return None
+
     def held_lock_inodes(self) -> set[int] | None:
         """Inodes of every file with a held ``flock``, read without taking any lock;
         ``None`` where the system does not publish them."""

@@ -148,7 +148,23 @@ def release_command(arguments: argparse.Namespace) -> int:
     info = reservation_at(Registry.open(None, write=False), port)
     if info is None:
         raise CommandError(f"no localport reservation holds port {port}", EXIT_NO)
-    process = _platform.system.process_facts(info.pid)
+    system = _platform.system
+    # The record is a description anyone holding the lock file may have written: the kernel
+    # must agree that this PID holds the lock before the PID gets a signal.
+    try:
+        file = os.stat(info.lock_path)
+    except OSError:
+        lockers: set[int] | None = set()
+    else:
+        lockers = system.lock_holders(file.st_dev, file.st_ino)
+    if lockers is not None and info.pid not in lockers:
+        held_by = ", ".join(map(str, sorted(lockers))) or "nobody"
+        msg = (
+            f"port {port}'s lock file names PID {info.pid}, but the kernel says its lock is "
+            f"held by {held_by}: not signalling anyone"
+        )
+        raise CommandError(msg, EXIT_REFUSED)
+    process = system.process_facts(info.pid)
     if (
         process is None
         or HOLD_COMMAND not in process.cmdline
@@ -160,6 +176,8 @@ def release_command(arguments: argparse.Namespace) -> int:
             "`localport reserve --hold` holder; stop that process instead"
         )
         raise CommandError(msg, EXIT_REFUSED)
+    if not system.same_process(info.pid, process.started):  # gone or reused since we looked
+        raise CommandError(f"PID {info.pid} changed while it was checked; run again", EXIT_NO)
     os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
     while reservation_at(Registry.open(None, write=False), port) is not None:

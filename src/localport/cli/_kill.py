@@ -50,6 +50,9 @@ def kill_command(arguments: argparse.Namespace) -> int:
     if not pids:
         raise CommandError(f"port {port} is held by this very command", EXIT_REFUSED)
     me = os.getuid() if hasattr(os, "getuid") else None
+    # Identity (PID and start time) is captured before any question: a PID reused while a
+    # person answers is not the process they agreed to stop.
+    started = {pid: system.process_start_time(pid) for pid in pids}
     for pid in pids:
         process = system.process_facts(pid)
         if process is None:
@@ -63,7 +66,6 @@ def kill_command(arguments: argparse.Namespace) -> int:
             raise CommandError(msg, EXIT_REFUSED)
         if not arguments.yes:
             _confirm(port, pid, process.cmdline)
-    started = {pid: system.process_start_time(pid) for pid in pids}
     for pid in pids:
         _send(pid, started[pid], arguments.signal)
     deadline = time.monotonic() + arguments.timeout
