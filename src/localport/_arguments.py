@@ -12,7 +12,7 @@ import functools
 import math
 import os
 from collections.abc import Mapping
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, cast
 
 Proto: TypeAlias = Literal["tcp", "udp", "both"]
 #: One protocol of a socket, where ``"both"`` makes no sense.
@@ -150,30 +150,23 @@ def check_name(value: object) -> str | None:
 
 def check_proto(value: object) -> Proto:
     """``"tcp"``, ``"udp"`` or ``"both"``."""
-    if not isinstance(value, str):
-        msg = f"proto must be 'tcp', 'udp' or 'both', got {_type_name(value)}"
-        raise TypeError(msg)
-    if value == "tcp":
-        return "tcp"
-    if value == "udp":
-        return "udp"
-    if value == "both":
-        return "both"
-    msg = f"proto must be 'tcp', 'udp' or 'both', got {value!r}"
-    raise ValueError(msg)
+    return cast("Proto", _check_choice(value, "proto", PROTOS))
 
 
 def check_socket_proto(value: object) -> SocketProto:
     """One protocol: ``"tcp"`` or ``"udp"``."""
+    return cast("SocketProto", _check_choice(value, "proto", ("tcp", "udp")))
+
+
+def _check_choice(value: object, argument: str, choices: tuple[str, ...]) -> str:
+    allowed = ", ".join(f"{choice!r}" for choice in choices[:-1]) + f" or {choices[-1]!r}"
     if not isinstance(value, str):
-        msg = f"proto must be 'tcp' or 'udp', got {_type_name(value)}"
+        msg = f"{argument} must be {allowed}, got {_type_name(value)}"
         raise TypeError(msg)
-    if value == "tcp":
-        return "tcp"
-    if value == "udp":
-        return "udp"
-    msg = f"proto must be 'tcp' or 'udp', got {value!r}"
-    raise ValueError(msg)
+    if value not in choices:
+        msg = f"{argument} must be {allowed}, got {value!r}"
+        raise ValueError(msg)
+    return value
 
 
 def protos_of(proto: Proto) -> tuple[SocketProto, ...]:

@@ -9,7 +9,9 @@
    would sit, then at the consumer's own address: a port another program holds costs a few
    microseconds to reject and leaves no file behind. The guard spot comes first: a guarded
    reservation of another lock directory is refused there, before its consumer's address is
-   touched. Then the file is made and locked.
+   touched. Then the file is made and locked. A plan without a guard spot (``host="*"``,
+   ``guard=False``) makes and locks the file first: its probe could otherwise land on a
+   reservation made a moment ago.
 3. A lease left by an earlier holder is honoured.
 4. The guard socket is bound, *then* every address a client may reach is probed: probing
    first leaves a gap in which an outgoing ``connect()`` can take the port (seen in testing).
@@ -183,6 +185,8 @@ class Candidate:
         self.request = request
         self.registry = registry
         self.plans = request.plans
+        # Without a guard spot to probe first, lock (making the file) before any probe.
+        self.probe_before_lock = all(plan.guards for _, plan in self.plans)
 
     def attempt(self, port: int, *, explicit: bool, sticky: bool) -> Outcome:
         """Try to reserve *port* (the steps in this module's docstring).
@@ -231,9 +235,7 @@ class Candidate:
         """
         registry = self.registry
         fd = registry.open_existing(port)
-        # Without a guard spot to probe first, a probe of the consumer's address could land
-        # on a reservation made a moment ago: lock first (making the file) for such plans.
-        if fd is None and not explicit and all(plan.guards for _, plan in self.plans):
+        if fd is None and not explicit and self.probe_before_lock:
             for kind, plan in self.plans:
                 cheap = _lenient(plan.cheap, kind) if sticky else plan.cheap
                 for endpoint in (*plan.guards[:1], cheap):

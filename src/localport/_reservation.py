@@ -70,7 +70,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=LIVE.forget_after_fork)
 
 
-class Reservation(ReservedAddress):
+class _ReleasedOnExit:
+    """A context manager whose exit calls ``release()``."""
+
+    __slots__ = ()
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class Reservation(_ReleasedOnExit, ReservedAddress):
     """A port held for this process until :meth:`release` (or exit).
 
     While it lives, no other process using the same lock directory gets this port, and (with
@@ -180,17 +200,6 @@ class Reservation(ReservedAddress):
         self._guards = ()
         self._locked = None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
-
     def __repr__(self) -> str:
         name = f" name={self._name!r}" if self._name is not None else ""
         state = "released" if self._released else "held"
@@ -200,7 +209,7 @@ class Reservation(ReservedAddress):
         )
 
 
-class ReservationGroup:
+class ReservationGroup(_ReleasedOnExit):
     """Several reservations made together by :func:`reserve_many`, released together."""
 
     __slots__ = ("_reservations",)
@@ -235,17 +244,6 @@ class ReservationGroup:
     def __getitem__(self, index: slice) -> tuple[Reservation, ...]: ...
     def __getitem__(self, index: int | slice) -> Reservation | tuple[Reservation, ...]:
         return self._reservations[index]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return f"<ReservationGroup ports={list(self.ports)}>"
