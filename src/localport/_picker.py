@@ -49,6 +49,9 @@ class Picker:
         self.candidate = Candidate(request, registry)
         #: Ports refused during this call, for NoFreePortError.
         self.refused: set[int] = set()
+        #: The name's recorded port, once read (read again only if this call never did).
+        self._recorded: int | None = None
+        self._recorded_read = False
 
     def attempt(self, port: int, *, explicit: bool, sticky: bool) -> Outcome:
         return self.candidate.attempt(port, explicit=explicit, sticky=sticky)
@@ -74,12 +77,8 @@ class Picker:
         name = self.request.name
         if name is None:
             return []
-        low, high = port_range
-        found = []
-        for port in (self.registry.recorded_port(name), sticky_port(name, port_range)):
-            if port is not None and low <= port <= high and port not in found:
-                found.append(port)
-        return found
+        self._recorded, self._recorded_read = self.registry.recorded_port(name), True
+        return _in_range(port_range, self._recorded, sticky_port(name, port_range))
 
     def _walk(self, sticky: Sequence[int], exclude: int | None) -> Iterator[int]:
         """The sticky ports, then the range (see :func:`localport._ranges.candidates`)."""
@@ -183,9 +182,18 @@ class Picker:
     def _remember(self, reservation: Reservation, port: int) -> Reservation:
         """Record *port* as the name's port for next time, and pass *reservation* on."""
         name = self.request.name
-        if name is not None and self.registry.recorded_port(name) != port:
+        if name is None:
+            return reservation
+        recorded = self._recorded if self._recorded_read else self.registry.recorded_port(name)
+        if recorded != port:
             self.registry.record_port(name, port)
         return reservation
+
+
+def _in_range(port_range: tuple[int, int], *ports: int | None) -> list[int]:
+    """*ports* that are not ``None`` and lie in *port_range*, once each, in order."""
+    low, high = port_range
+    return list(dict.fromkeys(port for port in ports if port is not None and low <= port <= high))
 
 
 def _only_time_wait(port: int, protos: Sequence[SocketProto]) -> bool:
