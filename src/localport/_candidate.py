@@ -44,7 +44,12 @@ from ._arguments import (
     protos_of,
 )
 from ._errors import AddressNotAvailableError, LockDirError
-from ._explain import RESERVATION_BEING_MADE, busy_address, reservation_sentence
+from ._explain import (
+    COMPROMISED_SENTENCE,
+    RESERVATION_BEING_MADE,
+    busy_address,
+    reservation_sentence,
+)
 from ._listing import describe
 from ._probe import ProbeResult, bind_guard, guard_endpoint_of, probe
 from ._ranges import configured_range
@@ -113,6 +118,8 @@ class Reason(enum.Enum):
     LOCKED = "locked"
     #: Something is bound where we probed.
     BUSY = "busy"
+    #: A live reservation claims it although its lock file was deleted or replaced.
+    COMPROMISED = "compromised"
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,7 @@ class Refusal:
     @property
     def may_pass(self) -> bool:
         """Whether the reason can pass in microseconds, so another look is worth it."""
-        return self.reason is not Reason.RESERVED
+        return self.reason in (Reason.LOCKED, Reason.BUSY)
 
 
 #: Errors of one lock file that spoil that port and not the directory: a planted symlink
@@ -144,6 +151,7 @@ _SPOILS_ONE_PORT = frozenset(
 )
 _RESERVED = Refusal(Reason.RESERVED)
 _LOCKED = Refusal(Reason.LOCKED)
+_COMPROMISED = Refusal(Reason.COMPROMISED)
 Outcome = Reservation | Refusal
 
 
@@ -211,18 +219,28 @@ class Candidate:
         if isinstance(taken, Refusal):
             return taken
         locked = taken
+        claim = None
+        outcome: Outcome = _RESERVED
         try:
-            outcome = self._verify(port, locked, sticky=sticky)
+            claim = self.registry.claim(port)
+            outcome = self._verify(port, locked, claim, sticky=sticky)
             for pause in RETRY.explicit_pauses if explicit else ():
                 if not (isinstance(outcome, Refusal) and outcome.reason is Reason.BUSY):
                     break
                 time.sleep(pause)
-                outcome = self._verify(port, locked, sticky=sticky)
+                outcome = self._verify(port, locked, claim, sticky=sticky)
+        except FileExistsError:
+            # We hold the lock, yet a live reservation claims the port: its lock file was
+            # deleted or replaced under it. Granting the port would make two holders.
+            outcome = _COMPROMISED
         except BaseException:
-            locked.release()
+            outcome = _RESERVED
             raise
-        if isinstance(outcome, Refusal):
-            locked.release()
+        finally:
+            if isinstance(outcome, Refusal):
+                if claim is not None:
+                    claim.close()
+                locked.release()
         return outcome
 
     def _lock(self, port: int, *, explicit: bool, sticky: bool) -> LockedPort | Refusal:
@@ -244,7 +262,9 @@ class Candidate:
         locked = registry.lock(port, fd)
         return _LOCKED if locked is None else locked
 
-    def _verify(self, port: int, locked: LockedPort, *, sticky: bool) -> Outcome:
+    def _verify(
+        self, port: int, locked: LockedPort, claim: socket.socket | None, *, sticky: bool
+    ) -> Outcome:
         """With the lock held: honour a lease, bind the guards, probe, write the record.
 
         The guards bound here belong to the returned reservation, or are closed before a
@@ -262,7 +282,7 @@ class Candidate:
                     guard.close()
                 return refusal
             try:
-                return self._record(port, locked, tuple(guards), now)
+                return self._record(port, locked, tuple(guards), claim, now)
             except OSError as error:
                 if error.errno not in _SPOILS_ONE_PORT:
                     raise
@@ -299,39 +319,61 @@ class Candidate:
         return None
 
     def _record(
-        self, port: int, locked: LockedPort, guards: tuple[socket.socket, ...], now: float
+        self,
+        port: int,
+        locked: LockedPort,
+        guards: tuple[socket.socket, ...],
+        claim: socket.socket | None,
+        now: float,
     ) -> Reservation:
-        request = self.request
-        record: dict[str, Any] = {
-            "v": 1,
-            "pid": os.getpid(),
-            "process_started": _platform.system.own_start_time(),
-            "port": port,
-            "proto": request.proto,
-            "host": request.host,
-            "name": request.name,
-            "created": now,
-            # Guarded only when every protocol is: a wildcard UDP consumer gets no guard.
-            "guarded": len(guards) == len(self.plans),
-            "released": None,
-            "lease_until": None,
-        }
-        Registry.write_record(locked.fd, record)
-        reservation = Reservation(
-            port=port,
-            host=request.host,
-            proto=request.proto,
-            name=request.name,
-            locked=locked,
-            guards=guards,
-            record=record,
-        )
-        LIVE.add(reservation)
-        return reservation
+        # Guarded only when every protocol is: a wildcard UDP consumer gets no guard.
+        guarded = len(guards) == len(self.plans)
+        return _new_reservation(self.request, port, locked, guards, claim, now, guarded=guarded)
+
+
+def _new_reservation(  # noqa: PLR0917 - one call site, the pieces of one reservation
+    request: Request,
+    port: int,
+    locked: LockedPort,
+    guards: tuple[socket.socket, ...],
+    claim: socket.socket | None,
+    now: float,
+    *,
+    guarded: bool,
+) -> Reservation:
+    """Write the record through the locked descriptor (step 5) and make the reservation."""
+    record: dict[str, Any] = {
+        "v": 1,
+        "pid": os.getpid(),
+        "process_started": _platform.system.own_start_time(),
+        "port": port,
+        "proto": request.proto,
+        "host": request.host,
+        "name": request.name,
+        "created": now,
+        "guarded": guarded,
+        "released": None,
+        "lease_until": None,
+    }
+    Registry.write_record(locked.fd, record)
+    reservation = Reservation(
+        port=port,
+        host=request.host,
+        proto=request.proto,
+        name=request.name,
+        locked=locked,
+        guards=guards,
+        record=record,
+        claim=claim,
+    )
+    LIVE.add(reservation)
+    return reservation
 
 
 def describe_refusal(registry: Registry, port: int, refusal: Refusal) -> str:
     """What a refusal itself says, for when nobody can be named."""
+    if refusal.reason is Reason.COMPROMISED:
+        return COMPROMISED_SENTENCE
     if refusal.endpoint is not None and refusal.kind is not None:
         return busy_address(refusal.endpoint.describe(), PROTO_OF_KIND[refusal.kind])
     record = registry.read_record(port) or {}

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from ._holders import Holder
     from ._registry import ReservationInfo
 
+#: A port whose live reservation lost its lock file (see ``ReservationInfo.compromised``).
+COMPROMISED_SENTENCE = (
+    "(reserved by localport: a live reservation still holds it, although its lock file was "
+    "deleted or replaced under it; see `localport list`)"
+)
 #: Advice for the Python API; the command line and the pytest plugin pass their own.
 USE_ANOTHER_PORT = "call reserve() without a port"
 _TIME_WAIT_SECONDS = 60  # Linux TCP_TIMEWAIT_LEN; other systems use 30-120 s

@@ -13,16 +13,18 @@ lies in the future, not all 16,000 of a well-used directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import stat
 import time
 from typing import TYPE_CHECKING, Any
 
 from . import _platform
-from ._registry import info_from_record, lease_live
+from ._lockfile import parse_record
+from ._registry import ReservationInfo, info_from_record, lease_live
 
 if TYPE_CHECKING:
-    from ._registry import Registry, ReservationInfo
+    from ._registry import Registry
 
 
 def lock_files(registry: Registry) -> list[tuple[int, os.DirEntry[str]]]:
@@ -74,7 +76,7 @@ def is_reserved(registry: Registry, port: int, now: float) -> bool:
     try:
         info = os.lstat(registry.lock_path(port))
     except OSError:
-        return False
+        return _claimed(registry, port)  # deleted under a live holder, or never made
     if not stat.S_ISREG(info.st_mode):
         return True  # a planted symlink or other oddity: reserve() cannot use this port
     if info.st_ino in held:
@@ -82,7 +84,16 @@ def is_reserved(registry: Registry, port: int, now: float) -> bool:
         # reservation while a new holder is midway through taking the port.
         return True
     record = registry.read_record(port)
-    return record is not None and lease_live(record, now)
+    if record is not None and lease_live(record, now):
+        return True
+    return _claimed(registry, port)
+
+
+def _claimed(registry: Registry, port: int) -> bool:
+    """Whether a live reservation claims *port* although its lock file is not held: the
+    file was deleted or replaced, and :func:`localport.reserve` refuses the port."""
+    name = f"{registry.claim_prefix}{port}"
+    return name in (_platform.system.claims(name) or {})
 
 
 def describe(registry: Registry, port: int) -> ReservationInfo | None:
@@ -129,4 +140,72 @@ def live(registry: Registry) -> list[ReservationInfo]:
             info = info_from_record(port, record, entry.path)
             if info is not None:
                 result.append(info)
+    lost = compromised(registry)
+    if lost:
+        # A replacement file's holder (if any) is listed too: it is the port's second holder.
+        result = sorted([*result, *lost.values()], key=lambda info: info.port)
     return result
+
+
+def compromised(registry: Registry, port: int | None = None) -> dict[int, ReservationInfo]:
+    """Live reservations whose lock file was deleted or replaced, by port (only *port*'s when
+    given), found from their claims; empty where claims cannot be listed.
+
+    A claim (see :meth:`Registry.claim`) lives exactly as long as its reservation, so a claimed
+    port whose lock file is not held by anyone lost its file. Claims are read before and after
+    the lock table, and only a claim seen both times (the same socket) counts: a reservation
+    made and released between the two reads is never taken for a lost one.
+    """
+    system = _platform.system
+    prefix = registry.claim_prefix if port is None else f"{registry.claim_prefix}{port}"
+    before = system.claims(prefix)
+    if not before:
+        return {}
+    held = system.held_lock_inodes()
+    after = system.claims(prefix) or {}
+    suspects: dict[int, int] = {}
+    for name, inode in before.items():
+        number = name[len(registry.claim_prefix) :]
+        if after.get(name) != inode or not number.isdigit():
+            continue
+        claimed = int(number)
+        if port is not None and claimed != port:
+            continue
+        try:
+            info = os.lstat(registry.lock_path(claimed))
+            intact = stat.S_ISREG(info.st_mode) and held is not None and info.st_ino in held
+        except OSError:
+            intact = False
+        if not intact:
+            suspects[inode] = claimed
+    if not suspects:
+        return {}
+    pids = system.pids_of_inodes(suspects)
+    return {
+        claimed: _lost_reservation(registry, claimed, pids.get(inode))
+        for inode, claimed in suspects.items()
+    }
+
+
+def _lost_reservation(registry: Registry, port: int, pid: int | None) -> ReservationInfo:
+    """What can be said of a reservation that lost its lock file: its record, read through
+    its holder's descriptor where this process may, else placeholders."""
+    path = registry.lock_path(port)
+    data = None if pid is None else _platform.system.read_open_file(pid, os.path.basename(path))
+    record = None if data is None else parse_record(data)
+    info = None if record is None else info_from_record(port, record, path)
+    if info is not None and (pid is None or info.pid == pid):
+        return dataclasses.replace(info, compromised=True)
+    return ReservationInfo(
+        port=port,
+        proto="tcp",
+        host="",
+        name=None,
+        pid=pid or 0,
+        process_started=None if pid is None else _platform.system.process_start_time(pid),
+        created=0.0,
+        lease_until=None,
+        guarded=False,
+        lock_path=path,
+        compromised=True,
+    )

@@ -57,6 +57,24 @@ class LockedPort:
         self.path = path
         self.pid = os.getpid()
 
+    def intact(self) -> bool:
+        """Whether the locked file is still the one at its path: not unlinked (no links left)
+        and not replaced (the path names the same device and inode). ``True`` once released
+        elsewhere or unknowable (the path cannot be checked for another reason)."""
+        try:
+            held = os.fstat(self.fd)
+        except OSError:
+            return True
+        if held.st_nlink == 0:
+            return False
+        try:
+            there = os.lstat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return True
+        return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
+
     def release(self) -> None:
         """Let go of the lock and close the descriptor (the file stays: lock files are never
         unlinked). Does nothing in a forked child."""

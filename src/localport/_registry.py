@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import _platform
 from ._lockdir import default_lock_dir, open_lock_dir
 from ._lockfile import (
     RECORD_LIMIT,
@@ -28,6 +29,8 @@ from ._lockfile import (
 )
 
 if TYPE_CHECKING:
+    import socket
+
     from ._lockfile import LockedPort
 
 __all__ = ["Registry", "ReservationInfo", "default_lock_dir", "info_from_record", "lease_live"]
@@ -52,6 +55,13 @@ class ReservationInfo:
         users leave the port alone until this time (seconds since the epoch).
     :ivar guarded: whether a guard socket holds the port against outgoing connections.
     :ivar lock_path: the lock file.
+    :ivar compromised: the reservation still lives, but its lock file was deleted or replaced
+        (by another user of a shared directory, or a clean-up script): the port is no longer
+        protected by the file, only by localport's claim (see the concepts page). Its other
+        fields come from the lost file when its holder's descriptors can be read, else
+        they are placeholders (``proto`` ``"tcp"``, ``host`` ``""``, ``created`` 0).
+
+        .. versionadded:: 0.2.0
     """
 
     port: int
@@ -64,12 +74,13 @@ class ReservationInfo:
     lease_until: float | None
     guarded: bool
     lock_path: str
+    compromised: bool = False
 
 
 class Registry:
     """One lock directory, checked and ready."""
 
-    __slots__ = ("path", "shared", "trusted")
+    __slots__ = ("_claim_prefix", "path", "shared", "trusted")
 
     def __init__(self, path: str, *, shared: bool, owner: int | None = None) -> None:
         self.path = path
@@ -79,6 +90,7 @@ class Registry:
         self.trusted: frozenset[int] | None = None
         if shared and hasattr(os, "geteuid"):
             self.trusted = frozenset({os.geteuid(), 0, *(() if owner is None else (owner,))})
+        self._claim_prefix: str | None = None
 
     @classmethod
     def open(cls, lock_dir: str | None, *, write: bool = True) -> Registry:
@@ -119,6 +131,28 @@ class Registry:
         if fd is None:
             fd = create_lock_file(path, trusted=self.trusted)
         return lock(fd, path)
+
+    # -- claims --------------------------------------------------------------------------------
+
+    @property
+    def claim_prefix(self) -> str:
+        """The start of this directory's claim names (see :meth:`claim`): its real path,
+        hashed, since claim names are short and shared by every directory on the machine."""
+        if self._claim_prefix is None:
+            import hashlib
+
+            real = os.path.realpath(self.path).encode("utf-8", "surrogateescape")
+            self._claim_prefix = f"localport:{hashlib.sha256(real).hexdigest()[:24]}:"
+        return self._claim_prefix
+
+    def claim(self, port: int) -> socket.socket | None:
+        """Claim *port* beside its lock: a mark that survives the lock file being unlinked or
+        replaced, so a second reserver can tell that the first still lives. ``None`` where the
+        system has no claims.
+
+        :raises FileExistsError: a live reservation of this directory claims the port.
+        """
+        return _platform.system.claim(f"{self.claim_prefix}{port}")
 
     # -- records -------------------------------------------------------------------------------
 

@@ -102,6 +102,7 @@ class Reservation(_ReleasedOnExit, ReservedAddress):
 
     __slots__ = (
         "__weakref__",
+        "_claim",
         "_created",
         "_guards",
         "_locked",
@@ -121,10 +122,12 @@ class Reservation(_ReleasedOnExit, ReservedAddress):
         locked: LockedPort,
         guards: tuple[socket.socket, ...],
         record: dict[str, Any],
+        claim: socket.socket | None = None,
     ) -> None:
         super().__init__(port=port, host=host, proto=proto, name=name)
         self._locked: LockedPort | None = locked
         self._guards = guards
+        self._claim = claim
         self._record = record
         self._created = float(record["created"])
         self._owner_pid = os.getpid()
@@ -146,6 +149,21 @@ class Reservation(_ReleasedOnExit, ReservedAddress):
     def released(self) -> bool:
         """Whether :meth:`release` has run."""
         return self._released
+
+    @property
+    def compromised(self) -> bool:
+        """Whether the lock file was unlinked or replaced while held (checked on each read).
+
+        Then the file no longer keeps other processes off the port: someone (another user of
+        a shared lock directory, a clean-up script) deleted or renamed it. On Linux the
+        reservation's claim still makes other localport reservers of this directory refuse
+        the port; elsewhere one of them may be granted it. Release and reserve again.
+        ``False`` once released.
+
+        .. versionadded:: 0.2.0
+        """
+        locked = self._locked
+        return locked is not None and not self._released and not locked.intact()
 
     @property
     def guarded(self) -> bool:
@@ -174,8 +192,11 @@ class Reservation(_ReleasedOnExit, ReservedAddress):
             self._released = True
             locked, self._locked = self._locked, None
             guards, self._guards = self._guards, ()
+            claim, self._claim = self._claim, None
         for guard in guards:
             guard.close()
+        if claim is not None:
+            claim.close()  # before the unlock: a claim never outlives its lock
         if locked is not None:
             now = time.time()
             until = now + lease if lease else None
@@ -198,11 +219,16 @@ class Reservation(_ReleasedOnExit, ReservedAddress):
         for guard in self._guards:
             guard.close()
         self._guards = ()
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
         self._locked = None
 
     def __repr__(self) -> str:
         name = f" name={self._name!r}" if self._name is not None else ""
         state = "released" if self._released else "held"
+        if self.compromised:
+            state = "held, compromised"
         return (
             f"<Reservation port={self._port} proto={self._proto!r} host={self._host!r}{name}"
             f" {state}>"

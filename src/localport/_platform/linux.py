@@ -14,8 +14,10 @@ answers stand in.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import socket
 from typing import TYPE_CHECKING
 
 from . import sockdiag
@@ -155,6 +157,15 @@ class Linux(Portable):
             return None
         return holders.get((os.major(device), os.minor(device), inode), set())
 
+    def claim(self, name: str) -> socket.socket | None:
+        return _claim(name)
+
+    def claims(self, prefix: str) -> dict[str, int] | None:
+        return _claims(prefix)
+
+    def read_open_file(self, pid: int, name: str) -> bytes | None:
+        return _read_open_file(pid, name)
+
     @functools.cache  # noqa: B019 - one instance lives as long as the process
     def kernel_ephemeral_range(self) -> tuple[int, int] | None:
         """Read once per process: it only orders candidates, so a change made while we run
@@ -259,3 +270,64 @@ def _flock_holders() -> dict[tuple[int, int, int], set[int]] | None:
             continue
         holders.setdefault(key, set()).add(int(fields[4]))
     return holders
+
+
+def _claim(name: str) -> socket.socket | None:
+    """An abstract Unix socket name: no file that anyone could delete, freed by the kernel
+    when its last descriptor closes (the process's death included)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind("\0" + name)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise FileExistsError(error.errno, "claimed by a live reservation", name) from None
+        return None  # no Unix sockets here (a sandbox): reserve without a claim
+    return sock
+
+
+def _claims(prefix: str) -> dict[str, int] | None:
+    """From ``/proc/net/unix``, where an abstract name is shown with a leading ``@``."""
+    try:
+        with open("/proc/net/unix", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    wanted = ("@" + prefix).encode()
+    found: dict[str, int] = {}
+    for line in data.split(b"\n"):
+        if wanted not in line:
+            continue
+        # "Num RefCount Protocol Flags Type St Inode Path"
+        fields = line.split(None, 7)
+        if len(fields) == 8 and fields[7].startswith(wanted) and fields[6].isdigit():
+            found[fields[7][1:].decode(errors="replace")] = int(fields[6])
+    return found
+
+
+def _read_open_file(pid: int, name: str) -> bytes | None:
+    """Through ``/proc/PID/fd``, whose links still open a file after it was deleted (their
+    target then ends in `` (deleted)``); only for one's own processes, or as root."""
+    directory = f"/proc/{pid}/fd"
+    try:
+        descriptors = os.listdir(directory)
+    except OSError:
+        return None
+    for descriptor in descriptors:
+        try:
+            target = os.readlink(f"{directory}/{descriptor}")
+        except OSError:
+            continue
+        if target.removesuffix(" (deleted)").rsplit("/", 1)[-1] != name:
+            continue
+        try:
+            fd = os.open(f"{directory}/{descriptor}", os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            return os.read(fd, 4096)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return None

@@ -167,6 +167,19 @@ class Portable:
         ``None`` where the system does not publish them."""
         return None
 
+    def claim(self, name: str) -> socket.socket | None:
+        """Claim *name* while the returned socket is open (see ``Registry.claim``); ``None``
+        where there are no claims. :raises FileExistsError: another socket holds it."""
+        return None
+
+    def claims(self, prefix: str) -> dict[str, int] | None:
+        """Live claims whose name starts with *prefix* (name -> socket inode), or ``None``."""
+        return None
+
+    def read_open_file(self, pid: int, name: str) -> bytes | None:
+        """The start of a file *name* that *pid* holds open, even deleted; ``None`` if unknown."""
+        return None
+
     def kernel_ephemeral_range(self) -> tuple[int, int] | None:
         """The range the kernel hands out as automatic source ports, where it says.
 

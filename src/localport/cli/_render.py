@@ -72,6 +72,7 @@ def reservation_json(info: ReservationInfo) -> dict[str, Any]:
         "created": info.created,
         "lease_until": info.lease_until,
         "guarded": info.guarded,
+        "compromised": info.compromised,
     }
 
 

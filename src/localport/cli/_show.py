@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import _platform
+from .._errors import LocalportError
 from .._explain import explain
 from .._holders import listening, who_holds
 from ._render import (
@@ -25,12 +26,14 @@ if TYPE_CHECKING:
     import argparse
 
     from .._arguments import SocketProto
+    from .._registry import ReservationInfo
 
 
 def who_command(arguments: argparse.Namespace) -> int:
     port = arguments.port
     proto: SocketProto = "udp" if arguments.udp else "tcp"
     holders = who_holds(port, proto=proto)
+    lost = _compromised(port)
     explanation = (
         f"port {port} is in use {explain(port, holders, instead=USE_ANOTHER_PORT)}"
         if holders
@@ -44,12 +47,18 @@ def who_command(arguments: argparse.Namespace) -> int:
                 "in_use": bool(holders),
                 "explanation": explanation,
                 "holders": [holder_json(h) for h in holders],
+                "compromised_reservation": None if lost is None else reservation_json(lost),
             }
         )
-        return EXIT_OK if holders else EXIT_NO
+        return EXIT_OK if holders or lost else EXIT_NO
+    if lost is not None:
+        print(
+            f"port {port} is reserved by PID {lost.pid or '?'}, but its lock file was deleted "
+            f"or replaced (a compromised reservation)\n{LOST_FILE_ADVICE}\n"
+        )
     if not holders:
         print(f"nothing holds port {port} ({proto})")
-        return EXIT_NO
+        return EXIT_OK if lost else EXIT_NO
     table(holder_rows(holders), sys.stdout)
     print()
     print(printable(explanation or ""))
@@ -60,6 +69,24 @@ def who_command(arguments: argparse.Namespace) -> int:
             "'localhost' may resolve to either"
         )
     return EXIT_OK
+
+
+#: What to do about a reservation that lost its lock file.
+LOST_FILE_ADVICE = (
+    "a COMPROMISED reservation lost its lock file (someone deleted or replaced it): other "
+    "localport users may not see it; its holder should release it and reserve again"
+)
+
+
+def _compromised(port: int) -> ReservationInfo | None:
+    """The live reservation of *port* that lost its lock file, if any (Linux only)."""
+    from .._listing import compromised
+    from .._registry import Registry
+
+    try:
+        return compromised(Registry.open(None, write=False), port).get(port)
+    except LocalportError:
+        return None  # an unusable lock directory holds nothing to report here
 
 
 def list_command(arguments: argparse.Namespace) -> int:
@@ -75,7 +102,7 @@ def list_command(arguments: argparse.Namespace) -> int:
         report["reservations"].append({**reservation_json(info), "command": command})
         rows.append(
             [
-                str(info.port),
+                f"{info.port} (COMPROMISED)" if info.compromised else str(info.port),
                 info.proto,
                 info.name or "-",
                 str(info.pid),
@@ -93,6 +120,8 @@ def list_command(arguments: argparse.Namespace) -> int:
         return EXIT_OK
     if live:
         table(rows, sys.stdout)
+        if any(info.compromised for info in live):
+            print(f"\n{LOST_FILE_ADVICE}")
     else:
         print("no localport reservations")
     if arguments.all:
