@@ -215,37 +215,6 @@ def test_reserve_hold_checks_its_arguments_before_it_forks(arguments: tuple[str,
     assert localport.reservations() == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
-def test_the_owner_of_a_shared_directory_has_lock_files_others_can_use(spawn: Any) -> None:
-    shared = tempfile.mkdtemp(prefix="localport-test-shared-")
-    os.chown(shared, 65534, 65534)
-    os.chmod(shared, 0o1777)  # noqa: S103 - a shared sticky directory is the subject
-    port = 29385
-    try:
-        maker = spawn(
-            """
-            import json, os, sys
-            import localport, localport._reserve, localport._picker, localport._candidate
-            import localport._lockfile, localport._listing, filelock
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            localport.reserve(int(sys.argv[1])).release()
-            print(json.dumps("made"))
-            """,
-            str(port),
-            env={"LOCALPORT_DIR": shared},
-        )
-        assert maker.read() == "made"
-        maker.finish()
-        lock_file = Path(shared) / f"port-{port}.lock"
-        assert lock_file.stat().st_uid == 65534
-        with localport.reserve(port, lock_dir=shared) as reservation:  # root, not the maker
-            assert reservation.port == port
-    finally:
-        shutil.rmtree(shared)
-
-
 def test_release_signals_only_a_pid_the_kernel_says_holds_the_lock(spawn: Any) -> None:
     held = run("reserve", "--hold", "60", "--json")
     assert held.returncode == 0, held.stderr

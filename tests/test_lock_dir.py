@@ -191,15 +191,18 @@ def test_a_shared_directory_writable_by_all_without_the_sticky_bit_is_refused(
 
 
 @needs_root
-def test_a_shared_directory_owned_by_another_user_without_the_sticky_bit_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("mode", [0o755, 0o1777], ids=["plain", "sticky"])
+def test_a_shared_directory_owned_by_another_user_is_refused_sticky_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int
 ) -> None:
     shared = tmp_path / "shared"
-    shared.mkdir(mode=0o755)
+    shared.mkdir()
+    shared.chmod(mode)
     os.chown(shared, NOBODY, NOBODY)
     monkeypatch.setenv("LOCALPORT_DIR", str(shared))
 
-    with pytest.raises(localport.LockDirError, match=f"owned by uid {NOBODY} without the sticky"):
+    # Its owner may delete any file in it, sticky bit or not.
+    with pytest.raises(localport.LockDirError, match=f"it belongs to uid {NOBODY}, who could"):
         localport.reserve()
 
 

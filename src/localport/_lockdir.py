@@ -27,9 +27,6 @@ class LockDir:
     path: str
     #: Named by the caller or ``LOCALPORT_DIR`` (others may use it), not the private default.
     shared: bool
-    #: The directory's owner (``None`` where there are no owners): in a sticky directory it
-    #: may delete any file anyway, so its lock files are as safe to use as our own.
-    owner: int | None = None
 
 
 def open_lock_dir(lock_dir: str | None, *, write: bool = True) -> LockDir:
@@ -58,11 +55,18 @@ def open_lock_dir(lock_dir: str | None, *, write: bool = True) -> LockDir:
         raise
     except OSError as error:  # too long a name, a file where a parent should be...
         raise LockDirError(path, f"it cannot be used: {error.strerror or error}") from error
+    if _platform.system.posix_permissions:
+        try:
+            _check_parents(path)
+        except LockDirError:
+            raise
+        except OSError as error:
+            reason = f"the directories above it cannot be checked: {error.strerror or error}"
+            raise LockDirError(path, reason) from error
     if write and not os.access(path, os.W_OK | os.X_OK):
         # Otherwise every lock file fails to be made and a walk ends "all ports busy".
         raise LockDirError(path, "you cannot create files in it (its mode, or a read-only disk)")
-    owner = os.stat(path).st_uid if shared and _platform.system.posix_permissions else None
-    return LockDir(path, shared, owner)
+    return LockDir(path, shared)
 
 
 def _from_environment() -> str | None:
@@ -113,14 +117,61 @@ def _check_directory(path: str, *, private: bool) -> None:
         return
     # A shared directory (LOCALPORT_DIR or lock_dir=): others may create lock files in it, but
     # they must not be able to delete or rename ours (that splits a lock across two inodes).
-    if (loose or info.st_uid != uid) and not info.st_mode & stat.S_ISVTX:
-        who = "writable by others" if loose else f"owned by uid {info.st_uid}"
+    if info.st_uid not in (uid, 0):
         raise LockDirError(
             path,
-            f"it is {who} without the sticky bit, so another user could delete or replace lock "
-            f"files; run: chmod 1777 {path} (or 1770 with a shared group), or use a directory "
-            "of your own",
+            f"it belongs to uid {info.st_uid}, who could delete or replace the lock files you "
+            "hold; use a directory owned by you or by root (such as one made with: "
+            "sudo install -d -m 1777 DIR)",
         )
+    if loose and not info.st_mode & stat.S_ISVTX:
+        raise LockDirError(
+            path,
+            "it is writable by others without the sticky bit, so another user could delete or "
+            f"replace lock files; run: chmod 1777 {path} (or 1770 with a shared group), or use "
+            "a directory of your own",
+        )
+
+
+def _check_parents(path: str) -> None:
+    """Refuse a lock directory that another user could move away, through a directory above it.
+
+    Whoever may rename entries of a parent could rename the lock directory (or a directory
+    between) aside, with the files we hold, and put a new one in its place. Every directory
+    from ``/`` down, on the path as written and, where it passes a symbolic link, as resolved,
+    must belong to you or root and, if others may write to it, be sticky (as ``/tmp`` is).
+    """
+    uid = os.getuid()
+    chain = _parents(os.path.dirname(path))
+    if any(os.path.islink(directory) for directory in chain):
+        chain += _parents(os.path.realpath(os.path.dirname(path)))
+    for directory in chain:
+        info = os.stat(directory)
+        reason = ""
+        if info.st_uid not in (uid, 0):
+            reason = f"belongs to uid {info.st_uid}"
+        elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+            reason = f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o}) and not sticky"
+        if reason:
+            real = os.path.realpath(directory)
+            shown = directory if real == directory else f"{directory} (that is, {real})"
+            raise LockDirError(
+                path,
+                f"the directory {shown} above it {reason}, so another user could move the "
+                "lock directory away and put another in its place; use a directory whose "
+                "parents only you or root can change",
+            )
+
+
+def _parents(directory: str) -> list[str]:
+    """*directory* and every directory above it, up to ``/``."""
+    chain = [directory]
+    while True:
+        above = os.path.dirname(directory)
+        if above == directory:
+            return chain
+        chain.append(above)
+        directory = above
 
 
 def _make_directory(path: str) -> None:

@@ -10,10 +10,11 @@ about 40 times the lock itself. What ``FileLock`` checked, this module checks:
 - the path is opened without following a symbolic link someone planted there
   (``O_NOFOLLOW``), without blocking on a FIFO (``O_NONBLOCK``), and never leaks into a
   started program (``O_CLOEXEC``); it is created only when missing, and never truncated;
-- a file that is not a regular file, has another hard link (a link to a file elsewhere), or,
-  in a shared directory, belongs to a user other than you, root or the directory's owner (any
-  of whom could delete it while you hold it, and hand the port to someone else), is refused
-  (``OSError``);
+- a file that is not a regular file or has another hard link (a link to a file elsewhere) is
+  refused (``OSError``). In a shared directory another user's lock file is used: its owner
+  could delete it while you hold it, which the reservation's claim detects (see
+  :meth:`localport._registry.Registry.claim`), but refusing it would keep that port from
+  everyone else for good;
 - every held descriptor is referenced from here, and a forked child closes its copies without
   unlocking them: ``flock`` belongs to the open file description the two processes share, so
   a child's unlock would free its parent's reservation.
@@ -120,7 +121,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_HELD.close_in_child)
 
 
-def open_lock_file(path: str, *, trusted: frozenset[int] | None) -> int | None:
+def open_lock_file(path: str) -> int | None:
     """Open *path* to lock it; ``None`` when it does not exist yet."""
     try:
         fd = os.open(path, _LOCK_FLAGS)
@@ -132,22 +133,21 @@ def open_lock_file(path: str, *, trusted: frozenset[int] | None) -> int | None:
                 errno.EPERM, "refusing lock file: not a regular file", path
             ) from error
         raise
-    _check_or_close(fd, path, trusted=trusted)
+    _check_or_close(fd, path)
     return fd
 
 
-def create_lock_file(path: str, *, trusted: frozenset[int] | None) -> int:
+def create_lock_file(path: str, *, shared: bool) -> int:
     """Create *path* (or open it, if another process just did) to lock it.
 
-    :param trusted: in a shared directory, the owners whose lock files may be used (their
-        files are made so that every co-user can lock them); ``None`` in a private directory.
+    :param shared: the directory is shared: the file is made so that every co-user can lock
+        it (mode 0666 whatever the umask), else private to you (0600).
     """
-    shared = trusted is not None
     mode = 0o666 if shared else 0o600
     try:
         fd = os.open(path, _LOCK_FLAGS | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        existing = open_lock_file(path, trusted=trusted)
+        existing = open_lock_file(path)
         if existing is None:  # created and gone again: lock files are never unlinked
             raise FileNotFoundError(errno.ENOENT, "lock file vanished", path) from None
         return existing
@@ -161,7 +161,7 @@ def create_lock_file(path: str, *, trusted: frozenset[int] | None) -> int:
     return fd
 
 
-def _check_or_close(fd: int, path: str, *, trusted: frozenset[int] | None) -> None:
+def _check_or_close(fd: int, path: str) -> None:
     try:
         info = os.fstat(fd)
         reason = ""
@@ -169,9 +169,6 @@ def _check_or_close(fd: int, path: str, *, trusted: frozenset[int] | None) -> No
             reason = "it is not a regular file"
         elif info.st_nlink > 1:
             reason = "it has another hard link"
-        elif trusted is not None and info.st_uid not in trusted:
-            # Its owner could delete it while we hold it, and hand the port to someone else.
-            reason = f"it belongs to uid {info.st_uid}"
         if reason:
             raise PermissionError(errno.EPERM, f"refusing lock file: {reason}", path)
     except BaseException:

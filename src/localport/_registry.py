@@ -80,16 +80,12 @@ class ReservationInfo:
 class Registry:
     """One lock directory, checked and ready."""
 
-    __slots__ = ("_claim_prefix", "path", "shared", "trusted")
+    __slots__ = ("_claim_prefix", "path", "shared")
 
-    def __init__(self, path: str, *, shared: bool, owner: int | None = None) -> None:
+    def __init__(self, path: str, *, shared: bool) -> None:
         self.path = path
+        #: Named by the caller or ``LOCALPORT_DIR``: lock files are made for every co-user.
         self.shared = shared
-        #: In a shared directory, whose lock files may be used: yours, root's and the
-        #: directory owner's (who may delete any file in it anyway). ``None``: private.
-        self.trusted: frozenset[int] | None = None
-        if shared and hasattr(os, "geteuid"):
-            self.trusted = frozenset({os.geteuid(), 0, *(() if owner is None else (owner,))})
         self._claim_prefix: str | None = None
 
     @classmethod
@@ -97,7 +93,7 @@ class Registry:
         """Resolve (argument, ``LOCALPORT_DIR``, default) and check it; a writer's is created
         if missing, a reader's is left missing (it holds no reservations)."""
         checked = open_lock_dir(lock_dir, write=write)
-        return cls(checked.path, shared=checked.shared, owner=checked.owner)
+        return cls(checked.path, shared=checked.shared)
 
     def lock_path(self, port: int) -> str:
         return os.path.join(self.path, f"{_LOCK_PREFIX}{port}{_LOCK_SUFFIX}")
@@ -119,7 +115,7 @@ class Registry:
         :raises OSError: the path is a symbolic link (``ELOOP``), or not a file localport may
             lock (``EPERM``; see :mod:`localport._lockfile`).
         """
-        return open_lock_file(self.lock_path(port), trusted=self.trusted)
+        return open_lock_file(self.lock_path(port))
 
     def lock(self, port: int, fd: int | None = None) -> LockedPort | None:
         """Take the port's lock without waiting (creating its file if need be); ``None`` when
@@ -129,7 +125,7 @@ class Registry:
         """
         path = self.lock_path(port)
         if fd is None:
-            fd = create_lock_file(path, trusted=self.trusted)
+            fd = create_lock_file(path, shared=self.shared)
         return lock(fd, path)
 
     # -- claims --------------------------------------------------------------------------------
