@@ -207,16 +207,21 @@ def _normalize_text_host(host: str) -> str:
     return str(address)
 
 
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: unset or ``0`` is off, ``1`` is on."""
+    setting = os.environ.get(name, "").strip().lower()
+    if setting in ("", "0", "false", "no", "off"):
+        return False
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    msg = f"{name} must be 1 or 0 (or true/false, yes/no, on/off), got {setting!r}"
+    raise ValueError(msg)
+
+
 def check_reuse_address(value: object) -> bool:
     """``reuse_address``: True or False, or ``None`` for ``LOCALPORT_REUSEADDR`` (``1`` is on)."""
     if value is None:
-        setting = os.environ.get(REUSE_ENV, "").strip().lower()
-        if setting in ("", "0", "false", "no", "off"):
-            return False
-        if setting in ("1", "true", "yes", "on"):
-            return True
-        msg = f"{REUSE_ENV} must be 1 or 0 (or true/false, yes/no, on/off), got {setting!r}"
-        raise ValueError(msg)
+        return env_flag(REUSE_ENV)
     return check_bool(value, "reuse_address")
 
 

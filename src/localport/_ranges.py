@@ -6,7 +6,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-from ._arguments import check_range, parse_range
+from ._arguments import check_range, env_flag, parse_range
 
 if TYPE_CHECKING:
     import random
@@ -17,14 +17,45 @@ DEFAULT_RANGE: tuple[int, int] = (49152, 65535)
 RANGE_ENV = "LOCALPORT_RANGE"
 
 
+#: Set to 1 to let a range include privileged ports (below 1024).
+ALLOW_PRIVILEGED_ENV = "LOCALPORT_ALLOW_PRIVILEGED"
+#: Ports below this are privileged: only root (or CAP_NET_BIND_SERVICE) binds them, and
+#: system services (ssh, http, dns) live there.
+FIRST_UNPRIVILEGED = 1024
+
+
 def configured_range(port_range: object | None) -> tuple[int, int]:
-    """The range to pick from: the argument, else ``LOCALPORT_RANGE``, else 49152-65535."""
+    """The range to pick from: the argument, else ``LOCALPORT_RANGE``, else 49152-65535.
+
+    A range that reaches below 1024 is refused unless ``LOCALPORT_ALLOW_PRIVILEGED=1``: a
+    walk there would hand a test or dev server the port of a system service that is down.
+
+    :raises ValueError: naming ``port_range`` or ``LOCALPORT_RANGE``.
+    """
     if port_range is not None:
-        return check_range(port_range)
-    env = os.environ.get(RANGE_ENV, "").strip()
-    if env:
-        return parse_range(env, RANGE_ENV)
-    return DEFAULT_RANGE
+        chosen, source = check_range(port_range), "port_range"
+    else:
+        env = os.environ.get(RANGE_ENV, "").strip()
+        if not env:
+            return DEFAULT_RANGE
+        chosen, source = parse_range(env, RANGE_ENV), RANGE_ENV
+    return check_unprivileged(chosen, source)
+
+
+def check_unprivileged(port_range: tuple[int, int], source: str) -> tuple[int, int]:
+    """*port_range*, unless it reaches below 1024 without ``LOCALPORT_ALLOW_PRIVILEGED=1``.
+
+    :raises ValueError: naming *source* (the argument, option or variable).
+    """
+    low, high = port_range
+    if low < FIRST_UNPRIVILEGED and not env_flag(ALLOW_PRIVILEGED_ENV):
+        msg = (
+            f"{source} {low}-{high} includes privileged ports (below {FIRST_UNPRIVILEGED}), "
+            f"where system services live; pick from {FIRST_UNPRIVILEGED} up, or set "
+            f"{ALLOW_PRIVILEGED_ENV}=1 to allow it (reserve(PORT) of one port needs no setting)"
+        )
+        raise ValueError(msg)
+    return port_range
 
 
 def _walk(segments: list[tuple[int, int]], rng: random.Random) -> Iterator[int]:

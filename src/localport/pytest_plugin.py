@@ -100,9 +100,10 @@ class _Settings:
             source, text = "LOCALPORT_RANGE", os.environ["LOCALPORT_RANGE"]
         if text:
             from ._arguments import parse_range
+            from ._ranges import check_unprivileged
 
             try:
-                self.port_range = parse_range(str(text), source)
+                self.port_range = check_unprivileged(parse_range(str(text), source), source)
             except ValueError as error:
                 raise pytest.UsageError(str(error)) from None
         # Resolved once, here: a relative path would otherwise follow every chdir of a test.
