@@ -29,6 +29,17 @@ per scenario:
    held by the helper. The helper raises its ``RLIMIT_NOFILE`` soft limit to the hard limit
    and holds fewer pairs, with a printed note, when the limit (or the machine) allows fewer.
 
+3. pressure (only with ``--pressure``; about a minute): ``--time-wait N`` (default 20,000)
+   connections to one 127.0.0.1 port closed by the server first, so that port holds N
+   TIME_WAIT entries (the kernel keeps them 60 s; fewer are made when its table or the
+   ephemeral range runs short, and the table says how many exist), then, one after another,
+   holders (``--child pressure``) with ``--pressure-descriptors N`` descriptors (default
+   20,000, or as many as ``RLIMIT_NOFILE`` allows: socket pairs) whose listener, reserved with
+   localport, is their oldest, middle or newest descriptor. ``who_holds()`` is timed with the
+   reservation's PID as a hint and without one (another lock directory), and on the
+   TIME_WAIT port; ``localport who --json`` on that port is run once, its size and time
+   printed.
+
 Methods, each timed from the call to the parsed set of PIDs:
 
 - ``who_holds()``: ``localport.who_holds(port)`` in this process; the PIDs of its holders.
@@ -60,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import math
 import os
 import pstats
@@ -227,6 +239,119 @@ def start_child(name: str, arguments: Sequence[str]) -> tuple[Child, ChildReport
         note=str(data.get("note") or ""),
     )
     return child, report
+
+
+def serve_pressure(descriptors: int, position: str, lock_dir: str) -> None:
+    """A holder of *descriptors* descriptors (socket pairs) whose listener, reserved through
+    localport in *lock_dir*, is its oldest, middle or newest descriptor (*position*)."""
+    import localport
+
+    soft, _ = raise_nofile_limit()
+    pairs = max(0, min(descriptors, soft - SPARE_DESCRIPTORS) // 2)
+    before = {"first": 0, "middle": pairs // 2, "last": pairs}[position]
+    held: list[socket.socket] = []
+    try:
+        for _ in range(before):
+            held.extend(socket.socketpair())
+        reservation = localport.reserve(lock_dir=lock_dir)
+        server = reservation.listen()
+        held.append(server)
+        for _ in range(pairs - before):
+            held.extend(socket.socketpair())
+        child_report(
+            {
+                "port": reservation.port,
+                "pid": os.getpid(),
+                "sockets": len(held),
+                "note": "" if 2 * pairs >= descriptors else f"RLIMIT_NOFILE is {soft}",
+            }
+        )
+        child_wait_for_parent()
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def make_time_wait(count: int) -> tuple[int, int]:
+    """A 127.0.0.1 port with up to *count* TIME_WAIT entries: (port, connections made)."""
+    server = _listener()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    address = server.getsockname()
+    made = 0
+    try:
+        for _ in range(count):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                client.connect(address)
+                accepted, _ = server.accept()
+            except OSError:
+                client.close()
+                break  # the ephemeral range or the TIME_WAIT table ran short
+            accepted.close()  # the server's end first: TIME_WAIT on the server's port
+            client.close()
+            made += 1
+    finally:
+        server.close()
+    return address[1], made
+
+
+def _timed(call: Callable[[], object], runs: int) -> tuple[float, float, object]:
+    """Median and p95 of *runs* calls, in ms, and the last answer (after one warm-up call)."""
+    call()
+    times = []
+    answer: object = None
+    for _ in range(runs):
+        start = time.perf_counter()
+        answer = call()
+        times.append(time.perf_counter() - start)
+    return median(times) * 1000, percentile(times, 0.95) * 1000, answer
+
+
+def run_pressure(runs: int, time_waits: int, descriptors: int) -> None:
+    import tempfile
+
+    import localport
+
+    print("## Scenario 3: pressure\n")
+    tw_port, made = make_time_wait(time_waits)
+    print(
+        f"{made} of {time_waits} connections to 127.0.0.1:{tw_port} closed server-first; "
+        f"TCP sockets on the machine now: {describe_tcp_sockets()}.\n"
+    )
+    rows = []
+    median_ms, p95_ms, answer = _timed(lambda: localport.who_holds(tw_port), runs)
+    assert isinstance(answer, list)
+    rows.append(["TIME_WAIT port", "-", _ms(median_ms), _ms(p95_ms), f"{len(answer)} holders"])
+    start = time.perf_counter()
+    shown = run_tool([sys.executable, "-m", "localport", "who", "--json", str(tw_port)])
+    took = (time.perf_counter() - start) * 1000
+    rows.append(
+        ["who --json, TIME_WAIT port", "-", _ms(took), "-", f"{len(shown.stdout)} bytes (1 run)"]
+    )
+    with tempfile.TemporaryDirectory() as locks, tempfile.TemporaryDirectory() as elsewhere:
+        for position in ("first", "middle", "last"):
+            child, report = start_child("pressure", ["pressure", str(descriptors), position, locks])
+            try:
+                for hint, lock_dir in (("hint", locks), ("no hint", elsewhere)):
+                    median_ms, p95_ms, answer = _timed(
+                        functools.partial(localport.who_holds, report.port, lock_dir=lock_dir),
+                        runs,
+                    )
+                    assert isinstance(answer, list)
+                    right = any(h.pid == report.pid for h in answer)
+                    rows.append(
+                        [
+                            f"listener {position} of {report.sockets}",
+                            hint,
+                            _ms(median_ms),
+                            _ms(p95_ms),
+                            "right PID" if right else "WRONG PID",
+                        ]
+                    )
+            finally:
+                child.stop()
+    print(table(["case", "hint", "median ms", "p95 ms", "answer"], rows))
+    print()
 
 
 # -- the methods ------------------------------------------------------------------------------
@@ -497,6 +622,15 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--crowd-sockets", type=int, metavar="N", help="sockets the crowd helper holds"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile who_holds() too")
+    parser.add_argument(
+        "--pressure", action="store_true", help="also scenario 3: TIME_WAIT and a huge holder"
+    )
+    parser.add_argument(
+        "--time-wait", type=int, default=20_000, metavar="N", help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--pressure-descriptors", type=int, default=20_000, metavar="N", help=argparse.SUPPRESS
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.runs is not None and arguments.runs < 1:
@@ -513,6 +647,8 @@ def child_main(arguments: Sequence[str]) -> int:
         serve_target(int(numbers[0]), int(numbers[1]))
     elif kind == "crowd":
         serve_crowd(int(numbers[0]))
+    elif kind == "pressure":
+        serve_pressure(int(numbers[0]), numbers[1], numbers[2])
     else:
         print(f"unknown child {kind!r}", file=sys.stderr)
         return 2
@@ -572,6 +708,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile=arguments.profile,
         )
         print_goals(quiet, crowd)
+        if arguments.pressure:
+            for child in reversed(children):
+                child.stop()
+            children.clear()
+            run_pressure(runs_in_process, arguments.time_wait, arguments.pressure_descriptors)
     finally:
         for child in reversed(children):
             child.stop()

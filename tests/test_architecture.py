@@ -23,6 +23,7 @@ ORDER = [
     "_version",
     "_platform.portable",
     "_platform.sockdiag",
+    "_platform.procfd",
     "_platform.linux",
     "_platform.windows",
     "_platform",

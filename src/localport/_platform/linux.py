@@ -1,11 +1,8 @@
 """The Linux answers: sock_diag netlink for sockets, ``/proc`` for processes and locks.
 
-Which process holds a socket: a socket's inode appears as the link target ``socket:[INODE]``
-of one of its holder's ``/proc/PID/fd`` entries. The scan starts with the PIDs most likely to
-hold it (the one localport recorded, then processes of the socket's owner, small descriptor
-tables first) and stops at the first match. A process of another user whose descriptors
-cannot be read is simply not found: the caller reports the socket's uid and says that root
-can see more.
+Which process holds a socket is found in ``/proc/PID/fd`` (:mod:`.procfd`). A process of
+another user whose descriptors cannot be read is simply not found: the caller reports the
+socket's uid and says that root can see more.
 
 Where netlink is refused (a sandbox, a kernel without ``inet_diag``) the portable psutil
 answers stand in.
@@ -20,7 +17,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-from . import sockdiag
+from . import procfd, sockdiag
 from .portable import Portable, ProcessFacts, SocketRecord, username
 
 if TYPE_CHECKING:
@@ -86,22 +83,10 @@ class Linux(Portable):
     ) -> dict[int, int]:
         """:param hints: PIDs to look in first (the PID localport recorded for the port).
         :param uid: the sockets' owner: its processes are scanned before everyone else's."""
-        wanted = {f"socket:[{inode}]": inode for inode in inodes if inode}
-        found: dict[int, int] = {}
-        if not wanted:
-            return found
-        scanned: set[int] = set()
-        for pid in _scan_order(hints, uid):
-            if pid in scanned:
-                continue
-            scanned.add(pid)
-            _scan(pid, wanted, found)
-            if len(found) == len(wanted):
-                break
-        return found
+        return procfd.pids_of_inodes(inodes, hints=hints, uid=uid)
 
     def socket_pids_everywhere(self) -> dict[int, int]:
-        return _socket_inodes_of(_all_pids())
+        return procfd.socket_inodes_of(procfd.all_pids())
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -177,73 +162,6 @@ class Linux(Portable):
             return int(low_text), int(high_text)
         except (OSError, ValueError):
             return None
-
-
-def _all_pids() -> list[int]:
-    try:
-        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return []
-
-
-def _scan_order(hints: Iterable[int], uid: int | None) -> Iterable[int]:
-    """PIDs in the order to search them: hints, then the socket owner's processes, then the
-    rest; within each, small descriptor tables first.
-
-    One process with thousands of connections would otherwise be read through on every call
-    (16,000 ``readlink`` calls: about 50 ms) before the server behind the port. ``stat`` of
-    ``/proc/PID/fd`` gives the owner and, on Linux 6.2 and later, the number of descriptors;
-    where that number is 0 (older kernels), higher PIDs (most often newer processes) come
-    first, as the holder of a contested port is most often a recently started server.
-    """
-    yield from hints
-    own = os.getpid()
-    ranked = []
-    for pid in _all_pids():
-        try:
-            info = os.stat(f"/proc/{pid}/fd")
-        except OSError:
-            continue  # gone, or another user's process we may not look into
-        ranked.append((info.st_uid != uid, pid == own, info.st_size, -pid, pid))
-    ranked.sort()
-    yield from (entry[-1] for entry in ranked)
-
-
-def _scan(pid: int, wanted: dict[str, int], found: dict[int, int]) -> None:
-    directory = f"/proc/{pid}/fd"
-    try:
-        descriptors = os.listdir(directory)
-    except OSError:
-        return  # gone, or another user's process and we are not root
-    for descriptor in descriptors:
-        try:
-            target = os.readlink(f"{directory}/{descriptor}")
-        except OSError:
-            continue
-        inode = wanted.get(target)
-        if inode is not None and inode not in found:
-            found[inode] = pid
-            if len(found) == len(wanted):
-                return
-
-
-def _socket_inodes_of(pids: Iterable[int]) -> dict[int, int]:
-    """Every socket inode of *pids* this process may see, mapped to its holder."""
-    found: dict[int, int] = {}
-    for pid in pids:
-        directory = f"/proc/{pid}/fd"
-        try:
-            descriptors = os.listdir(directory)
-        except OSError:
-            continue
-        for descriptor in descriptors:
-            try:
-                target = os.readlink(f"{directory}/{descriptor}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                found.setdefault(int(target[8:-1]), pid)
-    return found
 
 
 def _flock_holders() -> dict[tuple[int, int, int], set[int]] | None:

@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("port", type=port_type)
     who.add_argument("--udp", action="store_true", help="UDP instead of TCP")
     who.add_argument("--json", action="store_true")
+    who.add_argument(
+        "--time-wait", action="store_true", help="list TIME_WAIT leftovers one by one (counted)"
+    )
 
     listing = command(
         "list",

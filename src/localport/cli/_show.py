@@ -39,6 +39,10 @@ def who_command(arguments: argparse.Namespace) -> int:
         if holders
         else None
     )
+    # A busy server port can have tens of thousands of TIME_WAIT leftovers: counted, and
+    # listed one by one only when asked.
+    time_wait = sum(1 for h in holders if h.status == "TIME_WAIT")
+    shown = holders if arguments.time_wait else [h for h in holders if h.status != "TIME_WAIT"]
     if arguments.json:
         print_json(
             {
@@ -46,7 +50,8 @@ def who_command(arguments: argparse.Namespace) -> int:
                 "proto": proto,
                 "in_use": bool(holders),
                 "explanation": explanation,
-                "holders": [holder_json(h) for h in holders],
+                "holders": [holder_json(h) for h in shown],
+                "time_wait": time_wait,
                 "compromised_reservation": None if lost is None else reservation_json(lost),
             }
         )
@@ -59,7 +64,10 @@ def who_command(arguments: argparse.Namespace) -> int:
     if not holders:
         print(f"nothing holds port {port} ({proto})")
         return EXIT_OK if lost else EXIT_NO
-    table(holder_rows(holders), sys.stdout)
+    if shown:
+        table(holder_rows(shown), sys.stdout)
+    if len(shown) < len(holders):
+        print(f"{time_wait} TIME_WAIT leftover(s) of closed connections (--time-wait lists them)")
     print()
     print(printable(explanation or ""))
     loopback_only = {h.local_address[0] for h in holders if h.local_address} <= {"::1"}
