@@ -111,6 +111,11 @@ def _request(family: int, protocol: int, states: int, port: int | None, sequence
     return header + body
 
 
+#: The enum members, looked up by number: calling the enum costs more than parsing a
+#: message, and a TIME_WAIT crowd is tens of thousands of messages.
+_FAMILIES = {int(family): family for family in (socket.AF_INET, socket.AF_INET6)}
+
+
 def _address(family: int, raw: bytes) -> str:
     if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, raw[:4])
@@ -145,7 +150,7 @@ def _dump(
                 connected = remote_port != 0
                 found.append(
                     SocketRecord(
-                        family=socket.AddressFamily(msg_family),
+                        family=_FAMILIES.get(msg_family) or socket.AddressFamily(msg_family),
                         proto=proto,
                         state=_state_name(proto, state, connected=connected),
                         local=(_address(msg_family, src), int.from_bytes(sport, "big")),
