@@ -142,22 +142,24 @@ def _check_parents(path: str) -> None:
     must belong to you or root and, if others may write to it, be sticky (as ``/tmp`` is).
     """
     uid = os.getuid()
-    chain = _parents(os.path.dirname(path))
-    if any(os.path.islink(directory) for directory in chain):
-        chain += _parents(os.path.realpath(os.path.dirname(path)))
-    for directory in chain:
-        info = os.stat(directory)
+    checked = []
+    for directory in _parents(os.path.dirname(path)):
+        info = os.lstat(directory)
+        if stat.S_ISLNK(info.st_mode):  # then check where the path really leads, too
+            resolved = os.path.realpath(os.path.dirname(path))
+            checked += [(above, os.stat(above)) for above in _parents(resolved)]
+            break
+        checked.append((directory, info))
+    for directory, info in checked:
         reason = ""
         if info.st_uid not in (uid, 0):
             reason = f"belongs to uid {info.st_uid}"
         elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
             reason = f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o}) and not sticky"
         if reason:
-            real = os.path.realpath(directory)
-            shown = directory if real == directory else f"{directory} (that is, {real})"
             raise LockDirError(
                 path,
-                f"the directory {shown} above it {reason}, so another user could move the "
+                f"the directory {directory} above it {reason}, so another user could move the "
                 "lock directory away and put another in its place; use a directory whose "
                 "parents only you or root can change",
             )

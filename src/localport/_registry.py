@@ -10,6 +10,7 @@ would own the port. Reading the registry without taking any lock is
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -135,10 +136,7 @@ class Registry:
         """The start of this directory's claim names (see :meth:`claim`): its real path,
         hashed, since claim names are short and shared by every directory on the machine."""
         if self._claim_prefix is None:
-            import hashlib
-
-            real = os.path.realpath(self.path).encode("utf-8", "surrogateescape")
-            self._claim_prefix = f"localport:{hashlib.sha256(real).hexdigest()[:24]}:"
+            self._claim_prefix = _claim_prefix(self.path)
         return self._claim_prefix
 
     def claim(self, port: int) -> socket.socket | None:
@@ -206,6 +204,15 @@ class Registry:
             # to replace. The name still gets a port, only not a remembered one.
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_prefix(path: str) -> str:
+    """Computed once per directory and process: ``reserve()`` opens its registry on every call."""
+    import hashlib
+
+    real = os.path.realpath(path).encode("utf-8", "surrogateescape")
+    return f"localport:{hashlib.sha256(real).hexdigest()[:24]}:"
 
 
 #: Records are written by whoever holds a lock file, in a shared directory any user: every
