@@ -12,9 +12,11 @@ to list and 70 ms to read through), so the search:
    only grows, and a new descriptor most often gets a higher number than older ones, so a
    binary search over descriptor numbers lands on (or next to) the wanted socket in a few
    dozen ``readlink`` calls, wherever it sits in the table;
-3. reads the large tables through only when every guided search missed (descriptors reused
-   out of order can hide a socket from it): the answer is never worse than before, only
-   slower in that case.
+3. reads the large tables through only when every guided search missed: the answer is never
+   worse than before, only slower in that case. The search can miss when descriptors were
+   closed and reused out of order, and when the holder moved between CPUs while it made its
+   sockets: the kernel hands out inode numbers in per-CPU batches of 1,024, so a socket made
+   on a CPU that allocates rarely can get a number older than its neighbours'.
 """
 
 from __future__ import annotations
