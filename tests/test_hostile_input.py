@@ -254,3 +254,78 @@ def test_release_signals_only_a_pid_the_kernel_says_holds_the_lock(spawn: Any) -
             process = psutil.Process(holder_pid)
             if process.create_time() == holder_started:
                 process.kill()
+
+
+def test_a_link_local_host_without_a_zone_is_not_an_address_of_this_machine() -> None:
+    # bind() says EINVAL for fe80::1 without a zone; that once surfaced as an unusable lock
+    # file (exit 6) on the command line.
+    with pytest.raises(localport.AddressNotAvailableError, match="'fe80::1'"):
+        localport.reserve(host="fe80::1")
+    result = run("reserve", "--host", "fe80::1")
+    assert result.returncode == 2, result.stderr
+    assert "not an address of this machine" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_ipv6_host_without_ipv6_is_one_line_and_exit_2() -> None:
+    # A private network namespace whose loopback has IPv6 turned off.
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare is None or ip is None:
+        pytest.skip("needs unshare and ip")
+    switch_off = " && ".join(
+        f"echo 1 > /proc/sys/net/ipv6/conf/{name}/disable_ipv6" for name in ("all", "lo")
+    )
+    script = f'{switch_off} && {ip} link set lo up && exec "$0" "$@"'
+    command = [unshare, "-n", "sh", "-c", script, sys.executable, "-m", "localport"]
+    probe = subprocess.run([*command, "--version"], capture_output=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip("no private network namespace without IPv6 here")
+
+    result = subprocess.run(
+        [*command, "reserve", "--host", "::1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "'::1': it is not an address of this machine" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"cwd": 5}, TypeError, "cwd must be a path"),
+        ({"env": {"A": 1}}, TypeError, "env must be a mapping of str to str"),
+        ({"cmd": ["\x00"]}, ValueError, "cmd must not contain NUL"),
+    ],
+    ids=["cwd", "env", "nul"],
+)
+def test_launch_checks_cwd_env_and_nul_before_anything_is_reserved(
+    lock_dir: Path, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    arguments: dict[str, Any] = {"cmd": [sys.executable, "-c", "pass"], **options}
+    with pytest.raises(error, match=match):
+        localport.launch(**arguments)
+    assert list(lock_dir.iterdir()) == []  # no lock file: nothing was reserved
+
+
+def test_wait_until_listening_checks_stop_if_before_waiting() -> None:
+    with pytest.raises(TypeError, match="stop_if must be a callable"):
+        localport.wait_until_listening(29850, stop_if="x", timeout=60)  # type: ignore[arg-type]
+
+
+def test_a_record_naming_a_live_process_never_keeps_a_walk_off_an_unheld_port(
+    lock_dir: Path,
+) -> None:
+    # The record names this very process, alive, with and without its true start time: the
+    # lock is not held, so the record describes nobody, and a walk over that one port takes it.
+    port = 29851
+    started = psutil.Process().create_time()
+    for process_started in (1.0, started):
+        record = {"pid": os.getpid(), "process_started": process_started, "created": 1.0}
+        (lock_dir / f"port-{port}.lock").write_text(json.dumps({**record, "released": None}))
+        assert localport.reservations() == []
+        with localport.reserve(port_range=(port, port)) as reservation:
+            assert reservation.port == port

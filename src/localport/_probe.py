@@ -18,7 +18,11 @@ from . import _platform
 from ._addresses import Endpoint, Plan
 
 #: errnos that mean "this address family or address does not exist here", not "busy".
-_ABSENT_ERRNOS = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT})
+#: EINVAL is what bind() says of a link-local IPv6 address without a zone (``fe80::1``):
+#: no address of this machine as written.
+_ABSENT_ERRNOS = frozenset(
+    {errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.EINVAL}
+)
 #: errnos that mean "your server could not bind this": in use, or (EACCES) a privileged port
 #: or a Windows excluded port range.
 _BUSY_ERRNOS = frozenset({errno.EADDRINUSE, errno.EACCES})
