@@ -33,6 +33,9 @@ class Linux(Portable):
     """Answers from the kernel: sock_diag and ``/proc``."""
 
     name = "linux"
+    #: Start times are boot time plus clock ticks (10 ms): a PID reused a tick later is
+    #: another process. (A second of slack let `kill` signal a PID reused within a second.)
+    start_tolerance = 0.005
 
     def __init__(self) -> None:
         super().__init__()

@@ -65,6 +65,8 @@ class Portable:
     process_groups = True
     #: Whether a command given as one string is split with POSIX shell rules.
     posix_shell_words = True
+    #: How far two readings of one process's start time may differ (psutil's are rounded).
+    start_tolerance = 1.0
     #: The signal that cannot be ignored (SIGKILL where it exists).
     kill_signal: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
 
@@ -139,11 +141,12 @@ class Portable:
 
     def same_process(self, pid: int, started: float | None) -> bool:
         """Whether *pid* still names the process that started at *started* (not a new one
-        that got its number): both known start times must agree within a second."""
+        that got its number): both known start times must agree within
+        :attr:`start_tolerance` seconds."""
         if not self.pid_alive(pid):
             return False
         now = self.process_start_time(pid)
-        return started is None or now is None or abs(now - started) < 1.0
+        return started is None or now is None or abs(now - started) < self.start_tolerance
 
     def username(self, uid: int) -> str | None:
         """The login name of *uid*, or ``None`` where there is none."""

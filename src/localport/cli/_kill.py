@@ -67,6 +67,9 @@ def kill_command(arguments: argparse.Namespace) -> int:
         if not arguments.yes:
             _confirm(port, pid, process.cmdline)
     for pid in pids:
+        if system.pid_alive(pid) and not system.same_process(pid, started[pid]):
+            msg = f"PID {pid} was reused by another process since it was looked at; not signalled"
+            raise CommandError(msg, EXIT_REFUSED)
         _send(pid, started[pid], arguments.signal)
     deadline = time.monotonic() + arguments.timeout
     while any(system.same_process(pid, started[pid]) for pid in pids):
