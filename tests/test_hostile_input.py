@@ -329,3 +329,22 @@ def test_a_record_naming_a_live_process_never_keeps_a_walk_off_an_unheld_port(
         assert localport.reservations() == []
         with localport.reserve(port_range=(port, port)) as reservation:
             assert reservation.port == port
+
+
+def test_a_unix_socket_at_a_lock_path_is_skipped_by_walks_and_refused_by_number(
+    lock_dir: Path,
+) -> None:
+    port, other = 29853, 29854
+    planted = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        planted.bind(str(lock_dir / f"port-{port}.lock"))
+        with localport.reserve(port_range=(port, other)) as walked:
+            assert walked.port == other
+        with pytest.raises(localport.LockDirError, match=f"port-{port}.lock"):
+            localport.reserve(port)
+        assert localport.is_free(port) is False  # reserve() cannot use it
+        assert localport.reservations() == []
+        who = run("who", str(port))
+        assert "Traceback" not in who.stderr
+    finally:
+        planted.close()

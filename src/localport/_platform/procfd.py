@@ -52,11 +52,11 @@ def pids_of_inodes(
         return found
     scanned: set[int] = set()
     large: list[int] = []
-    for pid in _scan_order(hints, uid):
+    for pid, size in _scan_order(hints, uid):
         if pid in scanned:
             continue
         scanned.add(pid)
-        if _table_size(pid) > LARGE:
+        if (_table_size(pid) if size is None else size) > LARGE:
             for target, inode in wanted.items():
                 if inode not in found and _guided(pid, inode, target):
                     found[inode] = pid
@@ -100,16 +100,16 @@ def _table_size(pid: int) -> int:
         return 0
 
 
-def _scan_order(hints: Iterable[int], uid: int | None) -> Iterable[int]:
-    """PIDs in the order to search them: hints, then the socket owner's processes, then the
-    rest; within each, small descriptor tables first.
+def _scan_order(hints: Iterable[int], uid: int | None) -> Iterable[tuple[int, int | None]]:
+    """PIDs in the order to search them, with their table sizes where already known: hints,
+    then the socket owner's processes, then the rest; within each, small tables first.
 
     ``stat`` of ``/proc/PID/fd`` gives the owner and, on Linux 6.2 and later, the number of
     descriptors; where that number is 0 (older kernels), higher PIDs (most often newer
     processes) come first, as the holder of a contested port is most often a recently
     started server.
     """
-    yield from hints
+    yield from ((pid, None) for pid in hints)
     own = os.getpid()
     ranked = []
     for pid in all_pids():
@@ -119,7 +119,7 @@ def _scan_order(hints: Iterable[int], uid: int | None) -> Iterable[int]:
             continue  # gone, or another user's process we may not look into
         ranked.append((info.st_uid != uid, pid == own, info.st_size, -pid, pid))
     ranked.sort()
-    yield from (entry[-1] for entry in ranked)
+    yield from ((entry[-1], entry[2]) for entry in ranked)
 
 
 def _scan(pid: int, wanted: dict[str, int], found: dict[int, int]) -> None:
