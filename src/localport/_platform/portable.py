@@ -65,8 +65,7 @@ class Portable:
     process_groups = True
     #: Whether a command given as one string is split with POSIX shell rules.
     posix_shell_words = True
-    #: How far two readings of one process's start time may differ (psutil's are rounded).
-    start_tolerance = 1.0
+    start_tolerance = 1.0  #: seconds two readings of a start time may differ (psutil rounds)
     #: The signal that cannot be ignored (SIGKILL where it exists).
     kill_signal: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
 
@@ -140,9 +139,8 @@ class Portable:
         return True
 
     def same_process(self, pid: int, started: float | None) -> bool:
-        """Whether *pid* still names the process that started at *started* (not a new one
-        that got its number): both known start times must agree within
-        :attr:`start_tolerance` seconds."""
+        """Whether *pid* still names the process started at *started* (not a new one with
+        its number): known start times must agree within :attr:`start_tolerance`."""
         if not self.pid_alive(pid):
             return False
         now = self.process_start_time(pid)
@@ -181,7 +179,6 @@ class Portable:
 
     def read_open_file(self, pid: int, name: str) -> bytes | None:
         """The start of a file *name* that *pid* holds open, even deleted; ``None`` if unknown."""
-        return None
 
     def kernel_ephemeral_range(self) -> tuple[int, int] | None:
         """The range the kernel hands out as automatic source ports, where it says.
