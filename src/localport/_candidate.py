@@ -40,6 +40,7 @@ from ._arguments import (
     check_port,
     check_proto,
     check_reuse_address,
+    check_scope,
     normalize_host,
     protos_of,
 )
@@ -69,6 +70,8 @@ class Request:
     guard: bool
     lock_dir: str | None
     reuse_address: bool = False
+    #: The directory a sticky name belongs to (``None``: the name is global).
+    scope: str | None = None
 
     @classmethod
     def check(
@@ -83,6 +86,7 @@ class Request:
         guard: object,
         lock_dir: object,
         reuse_address: object = False,
+        scope: object = None,
     ) -> Request:
         """Validate every argument, without any I/O."""
         return cls(
@@ -95,6 +99,7 @@ class Request:
             guard=check_bool(guard, "guard"),
             lock_dir=check_lock_dir(lock_dir),
             reuse_address=check_reuse_address(reuse_address),
+            scope=check_scope(scope),
         )
 
     @property
@@ -310,6 +315,7 @@ class Candidate:
             "proto": request.proto,
             "host": request.host,
             "name": request.name,
+            "scope": request.scope,
             "created": now,
             # Guarded only when every protocol is: a wildcard UDP consumer gets no guard.
             "guarded": len(guards) == len(self.plans),

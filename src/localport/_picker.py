@@ -19,6 +19,7 @@ from ._candidate import RETRY, Candidate, Outcome, Refusal, describe_refusal
 from ._errors import NoFreePortError, PortInUseError
 from ._explain import explain
 from ._ranges import candidates
+from ._registry import sticky_key
 from ._reservation import Reservation
 
 if TYPE_CHECKING:
@@ -33,10 +34,11 @@ if TYPE_CHECKING:
 _random = random.SystemRandom()
 
 
-def sticky_port(name: str, port_range: tuple[int, int]) -> int:
-    """The port a name hashes to: the same on every run and every machine."""
+def sticky_port(key: str, port_range: tuple[int, int]) -> int:
+    """The port a name (its :func:`~localport._registry.sticky_key`) hashes to: the same on
+    every run and every machine, and for a scoped name, different in every project directory."""
     low, high = port_range
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
     return low + int.from_bytes(digest[:8], "big") % (high - low + 1)
 
 
@@ -77,8 +79,11 @@ class Picker:
         name = self.request.name
         if name is None:
             return []
-        self._recorded, self._recorded_read = self.registry.recorded_port(name), True
-        return _in_range(port_range, self._recorded, sticky_port(name, port_range))
+        scope = self.request.scope
+        self._recorded = self.registry.recorded_port(name, scope)
+        self._recorded_read = True
+        hashed = sticky_port(sticky_key(name, scope), port_range)
+        return _in_range(port_range, self._recorded, hashed)
 
     def _walk(self, sticky: Sequence[int], exclude: int | None) -> Iterator[int]:
         """The sticky ports, then the range (see :func:`localport._ranges.candidates`)."""
@@ -184,9 +189,12 @@ class Picker:
         name = self.request.name
         if name is None:
             return reservation
-        recorded = self._recorded if self._recorded_read else self.registry.recorded_port(name)
+        scope = self.request.scope
+        recorded = (
+            self._recorded if self._recorded_read else self.registry.recorded_port(name, scope)
+        )
         if recorded != port:
-            self.registry.record_port(name, port)
+            self.registry.record_port(name, port, scope=scope, host=self.request.host)
         return reservation
 
 
