@@ -307,21 +307,8 @@ class Candidate:
         self, port: int, locked: LockedPort, guards: tuple[socket.socket, ...], now: float
     ) -> Reservation:
         request = self.request
-        record: dict[str, Any] = {
-            "v": 1,
-            "pid": os.getpid(),
-            "process_started": _platform.system.own_start_time(),
-            "port": port,
-            "proto": request.proto,
-            "host": request.host,
-            "name": request.name,
-            "scope": request.scope,
-            "created": now,
-            # Guarded only when every protocol is: a wildcard UDP consumer gets no guard.
-            "guarded": len(guards) == len(self.plans),
-            "released": None,
-            "lease_until": None,
-        }
+        # Guarded only when every protocol is: a wildcard UDP consumer gets no guard.
+        record = new_record(request, port, guarded=len(guards) == len(self.plans), now=now)
         Registry.write_record(locked.fd, record)
         reservation = Reservation(
             port=port,
@@ -334,6 +321,24 @@ class Candidate:
         )
         LIVE.add(reservation)
         return reservation
+
+
+def new_record(request: Request, port: int, *, guarded: bool, now: float) -> dict[str, Any]:
+    """The record a new reservation writes into its lock file: a description for readers."""
+    return {
+        "v": 1,
+        "pid": os.getpid(),
+        "process_started": _platform.system.own_start_time(),
+        "port": port,
+        "proto": request.proto,
+        "host": request.host,
+        "name": request.name,
+        "scope": request.scope,
+        "created": now,
+        "guarded": guarded,
+        "released": None,
+        "lease_until": None,
+    }
 
 
 def describe_refusal(registry: Registry, port: int, refusal: Refusal) -> str:

@@ -17,8 +17,8 @@ from ._arguments import (
     check_seconds,
 )
 from ._child import Child, child_environment
-from ._errors import ServerStartError
-from ._placeholders import Address, PlaceholderError, expand, referenced_names, wants_fd
+from ._errors import PlaceholderError, ServerStartError
+from ._placeholders import Address, expand, referenced_names, wants_fd
 from ._readiness import Failure, Readiness
 from ._reservation import Reservation
 from ._reserve import reserve
@@ -217,7 +217,7 @@ def launch(
     directory = check_directory(cwd, "cwd")
     given_environment = check_environment(env)
     checked_scope = check_scope(scope)
-    _check_stop_if(stop_if)
+    check_stop_if(stop_if)
     reuse = check_bool(reuse_address, "reuse_address")
     if reservation is not None:
         _check_own_reservation(
@@ -266,7 +266,7 @@ def launch(
     return server
 
 
-def _check_stop_if(stop_if: object) -> None:
+def check_stop_if(stop_if: object) -> None:
     if stop_if is not None and not callable(stop_if):
         msg = f"stop_if must be a callable returning bool, or None; got {stop_if!r}"
         raise TypeError(msg)

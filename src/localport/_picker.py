@@ -7,6 +7,7 @@ explains an explicit port that is busy.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -51,9 +52,6 @@ class Picker:
         self.candidate = Candidate(request, registry)
         #: Ports refused during this call, for NoFreePortError.
         self.refused: set[int] = set()
-        #: The name's recorded port, once read (read again only if this call never did).
-        self._recorded: int | None = None
-        self._recorded_read = False
 
     def attempt(self, port: int, *, explicit: bool, sticky: bool) -> Outcome:
         return self.candidate.attempt(port, explicit=explicit, sticky=sticky)
@@ -76,14 +74,17 @@ class Picker:
 
     def _sticky_ports(self, port_range: tuple[int, int]) -> list[int]:
         """A name's own ports, to try first: the last one recorded, then its hash."""
-        name = self.request.name
+        name, scope = self.request.name, self.request.scope
         if name is None:
             return []
-        scope = self.request.scope
-        self._recorded = self.registry.recorded_port(name, scope)
-        self._recorded_read = True
         hashed = sticky_port(sticky_key(name, scope), port_range)
         return _in_range(port_range, self._recorded, hashed)
+
+    @functools.cached_property
+    def _recorded(self) -> int | None:
+        """The name's recorded port, read once per call."""
+        name = self.request.name
+        return None if name is None else self.registry.recorded_port(name, self.request.scope)
 
     def _walk(self, sticky: Sequence[int], exclude: int | None) -> Iterator[int]:
         """The sticky ports, then the range (see :func:`localport._ranges.candidates`)."""
@@ -189,12 +190,8 @@ class Picker:
         name = self.request.name
         if name is None:
             return reservation
-        scope = self.request.scope
-        recorded = (
-            self._recorded if self._recorded_read else self.registry.recorded_port(name, scope)
-        )
-        if recorded != port:
-            self.registry.record_port(name, port, scope=scope, host=self.request.host)
+        if self._recorded != port:
+            self.registry.record_port(name, port, scope=self.request.scope, host=self.request.host)
         return reservation
 
 

@@ -12,20 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._errors import PlaceholderError
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 _PLACEHOLDER = re.compile(r"\{(port|url|host|fd)(?::([^{}]*))?\}")
 _OWN_PORT = re.compile(r"\{(?:port|url|fd)\}|\$PORT(?![A-Za-z0-9_])|\$\{PORT\}")
 _OTHERS = ("port", "url")
-
-
-class PlaceholderError(ValueError):
-    """A placeholder that cannot be filled: a bad form, or a name nobody serves."""
-
-    def __init__(self, message: str, name: str | None = None) -> None:
-        super().__init__(message)
-        self.name = name
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ class Portable:
     def __init__(self) -> None:
         self._own_start: tuple[int, float | None] | None = None
 
+    def shell(self, line: str) -> list[str]:
+        """The command that runs *line* in the system's shell (a Procfile line)."""
+        return ["/bin/sh", "-c", line]
+
     # -- sockets -----------------------------------------------------------------------------
 
     def sockets(

@@ -183,26 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     release.add_argument("port", type=port_type)
 
-    run = command(
-        "run",
-        "start a dev server on a reserved port",
-        "Reserve a port, start CMD with {port}, {host} and {url} replaced and PORT set, wait "
-        "until it listens, print its URL, and pass Ctrl-C and SIGTERM on to it, e.g.\n"
-        "  localport run -- python -m http.server {port} --bind 127.0.0.1",
-    )
-    run.add_argument("--name", help="sticky name: the same port on the next run while free")
-    run.add_argument("--port", type=port_type, help="this port instead of a free one")
-    run.add_argument("--host", default="127.0.0.1", help="the address the server binds")
-    run.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        type=variable_type,
-        metavar="VAR",
-        help="also set VAR to the port",
-    )
-    run.add_argument("--ready-timeout", type=seconds_type, default=30.0, metavar="SECONDS")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    _add_launchers(command)
 
     hold = commands.add_parser(HOLD_COMMAND)  # the background holder of `reserve --hold`
     hold.add_argument("--port", type=port_type)
@@ -214,6 +195,120 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_launchers(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """The commands that start servers (run, up) and the ones beside them (ports, wait)."""
+    run = command(
+        "run",
+        "start a dev server on a reserved port",
+        "Reserve a port, start CMD with its placeholders replaced and PORT set, wait until it "
+        "listens, print its URL, and pass Ctrl-C and SIGTERM on to it, e.g.\n"
+        "  localport run -- python -m http.server {port} --bind 127.0.0.1\n"
+        "  localport run --name api -- uvicorn app:app --fd {fd}\n"
+        "  localport run --name web -- npm run dev -- --port {port} --api {url:api}\n\n"
+        "placeholders:\n"
+        "  {port} {host} {url}   the server's own port, address and URL\n"
+        "  {fd}                  a socket already listening on the port, inherited\n"
+        "  {port:NAME} {url:NAME}  the port and URL of the server run --name NAME started\n"
+        "                        in this project (the directory with the Procfile, else the\n"
+        "                        git checkout, else the current directory)",
+    )
+    run.add_argument(
+        "--name",
+        help="sticky name, scoped to this project: the same port on the next run while free",
+    )
+    run.add_argument("--port", type=port_type, help="this port instead of a free one")
+    run.add_argument("--host", default="127.0.0.1", help="the address the server binds")
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=variable_type,
+        metavar="VAR",
+        help="also set VAR to the port",
+    )
+    run.add_argument(
+        "--ready-timeout",
+        type=seconds_type,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the server may take to listen (default 30)",
+    )
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+
+    up = command(
+        "up",
+        "start the services of a Procfile, on stable ports",
+        "Start every service of a Procfile (or the SERVICEs named). A service whose command "
+        "mentions {port}, {url}, {fd}, $PORT or ${PORT} is a server: it gets a port of its "
+        "own, stable across restarts and different in each checkout of the project, and is "
+        "waited for until it listens. Every command may use {port}, {url}, {host}, {fd}, and "
+        "{port:NAME}, {url:NAME} of another server; every service gets NAME_PORT and "
+        "NAME_URL for each server. Output lines are prefixed with the service's name. Ctrl-C "
+        "or SIGTERM stops everything; so does any service exiting (up exits with its code).",
+    )
+    up.add_argument(
+        "services", nargs="*", metavar="SERVICE", help="start only these (default: all)"
+    )
+    up.add_argument(
+        "-f",
+        "--file",
+        default="Procfile",
+        metavar="PROCFILE",
+        help="the Procfile (default ./Procfile); a .env beside it is loaded",
+    )
+    up.add_argument("--host", default="127.0.0.1", help="the address the servers bind")
+    up.add_argument(
+        "--ready-timeout",
+        type=seconds_type,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the servers may take to listen (default 30)",
+    )
+    up.add_argument(
+        "--timeout",
+        type=seconds_type,
+        default=5.0,
+        metavar="SECONDS",
+        help="when stopping, how long a service has after SIGTERM before SIGKILL (default 5)",
+    )
+
+    ports = command(
+        "ports",
+        "show the project's port assignments",
+        "Show each server of the project's Procfile (or each name recorded for this project "
+        "by run --name or up) with its port, URL, and whether it is listening, reserved or "
+        "free now. --format env prints NAME_PORT= and NAME_URL= lines for a shell or a .env "
+        "file; markdown, a table for a README.",
+    )
+    ports.add_argument(
+        "-f", "--file", metavar="PROCFILE", help="the Procfile (default: the project's)"
+    )
+    ports.add_argument(
+        "--format",
+        choices=("table", "env", "json", "markdown"),
+        default="table",
+        help="output format (default table)",
+    )
+
+    wait = command(
+        "wait",
+        "wait until a port is listened on (or, with --free, let go)",
+        "Wait until a TCP server listens on PORT where clients of --host reach it (or, with "
+        "--free, until nothing holds PORT). Exits 0 when it happened, 8 when the time ran out.",
+    )
+    wait.add_argument("port", type=port_type)
+    wait.add_argument("--host", default="127.0.0.1", help="the address clients connect to")
+    wait.add_argument(
+        "--timeout",
+        type=seconds_type,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait (default 30)",
+    )
+    wait.add_argument("--free", action="store_true", help="wait until the port is let go")
+    wait.add_argument("--udp", action="store_true", help="with --free: a UDP port")
+
+
 #: Each command's module (in this package) and function; imported only when it runs.
 _HANDLERS = {
     "reserve": ("_hold", "reserve_command"),
@@ -223,6 +318,9 @@ _HANDLERS = {
     "list": ("_show", "list_command"),
     "kill": ("_kill", "kill_command"),
     "run": ("_run", "run_command"),
+    "up": ("_up", "up_command"),
+    "ports": ("_ports", "ports_command"),
+    "wait": ("_wait", "wait_command"),
 }
 
 

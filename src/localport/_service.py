@@ -1,0 +1,147 @@
+"""What :func:`localport.launch_services` returns: each started :class:`Service`, and the
+:class:`Services` together, which stop newest first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Iterator, Sequence
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from ._child import Child
+    from ._reservation import Reservation
+
+
+class Service:
+    """One service started by :func:`launch_services`: a server (with a port) or a worker."""
+
+    def __init__(
+        self, name: str, child: Child, reservation: Reservation | None, command: str
+    ) -> None:
+        self._name = name
+        self._child = child
+        self._reservation = reservation
+        self._command = command
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def command(self) -> str:
+        """The command as given, placeholders unfilled."""
+        return self._command
+
+    @property
+    def port(self) -> int | None:
+        """Its port, or ``None`` for a worker (a command that uses no port)."""
+        return None if self._reservation is None else self._reservation.port
+
+    @property
+    def url(self) -> str | None:
+        """``http://HOST:PORT`` for a server, else ``None``."""
+        return None if self._reservation is None else self._reservation.url()
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self._child.process
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
+
+    @property
+    def output_tail(self) -> tuple[str, ...]:
+        """The last lines it printed."""
+        return tuple(self._child.tail)
+
+    @property
+    def killed(self) -> bool:
+        """Whether stopping it took the kill signal (it ignored SIGTERM)."""
+        return self._child.killed
+
+    def poll(self) -> int | None:
+        """Its exit code once it has exited, else ``None``."""
+        return self._child.poll()
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """SIGTERM to its process group, the kill signal after *timeout* seconds; its port is
+        released. :returns: its exit code (negative: the signal that ended it)."""
+        try:
+            return self._child.stop(timeout)
+        finally:
+            if self._reservation is not None:
+                self._reservation.release()
+
+    def __repr__(self) -> str:
+        state = "running" if self.poll() is None else f"exited {self.poll()}"
+        where = f" {self.url}" if self.url else ""
+        return f"<Service {self._name}{where} pid={self.pid} {state}>"
+
+
+class Services(Mapping[str, Service]):
+    """The services :func:`launch_services` started, by name, in the order given.
+
+    A context manager: leaving it stops them all (newest first).
+    """
+
+    def __init__(self, services: Sequence[Service], scope: str | None) -> None:
+        self._services = {service.name: service for service in services}
+        self._scope = scope
+
+    @property
+    def scope(self) -> str | None:
+        """The project directory their ports are scoped to."""
+        return self._scope
+
+    def __getitem__(self, name: str) -> Service:
+        return self._services[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._services)
+
+    def __len__(self) -> int:
+        return len(self._services)
+
+    def exited(self) -> Service | None:
+        """A service that has exited, if any (the first in order)."""
+        return next((s for s in self._services.values() if s.poll() is not None), None)
+
+    def wait(self, timeout: float | None = None) -> Service | None:
+        """Wait until a service exits by itself and return it (``None`` after *timeout*)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (service := self.exited()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+        return service
+
+    def stop(self, timeout: float = 5.0) -> dict[str, int]:
+        """Stop every service, newest first (see :meth:`Service.stop`).
+
+        :returns: each service's exit code, by name.
+        """
+        return {
+            service.name: service.stop(timeout)
+            for service in reversed(list(self._services.values()))
+        }
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Services {', '.join(repr(s) for s in self._services.values())}>"
