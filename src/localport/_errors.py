@@ -273,12 +273,7 @@ class ServerStartError(LocalportError, RuntimeError):
         self._returncode = returncode
         self._output = tuple(output)
         self._service = service
-        if service is None:
-            text = f"the server for port {port} {reason}"
-        elif port:
-            text = f"{service} (port {port}) {reason}"
-        else:
-            text = f"{service} {reason}"
+        text = self.summary
         if self._output:
             text += "; its last output:\n" + "\n".join(f"  | {line}" for line in self._output)
         super().__init__(text)
@@ -298,6 +293,18 @@ class ServerStartError(LocalportError, RuntimeError):
     @property
     def service(self) -> str | None:
         return self._service
+
+    @property
+    def summary(self) -> str:
+        """The message's first sentence, without the output lines.
+
+        .. versionadded:: 0.2.0
+        """
+        if self._service is None:
+            return f"the server for port {self._port} {self._reason}"
+        if self._port:
+            return f"{self._service} (port {self._port}) {self._reason}"
+        return f"{self._service} {self._reason}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (

@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ServerStartError as error:
         # One line: the server's last output, which the message carries too, was on stdout.
-        say(str(error).split("\n", 1)[0])
+        say(error.summary)
         return EXIT_START_FAILED
     except (ValueError, TypeError) as error:
         say(str(error))
