@@ -93,8 +93,8 @@ class Up:
     def until(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
         """The first line, read already or read now, that matches *pattern* (a regex); fail
         at the end of the output."""
-        for line in self.lines:
-            if match := re.search(pattern, line):
+        for seen in self.lines:
+            if match := re.search(pattern, seen):
                 return match
         deadline = time.monotonic() + timeout
         while True:
@@ -404,3 +404,141 @@ def test_ports_documents_the_assignments_in_every_format(tmp_path: Path, up: Any
         ("free", services["api"][0]),
         ("free", services["web"][0]),
     ]
+
+
+BAD_PROCFILES = {
+    "malformed": ("api: ok {port}\nthis line has no colon\n", r"Procfile:2: not a service line"),
+    "duplicate": (
+        "api: a {port}\n\napi: b {port}\n",
+        r"Procfile:3: service 'api' is already defined on line 1",
+    ),
+    "empty-command": ("api: a {port}\nweb:\n", r"Procfile:2: service 'web' has an empty command"),
+    "unknown-port-name": (
+        "api: a {port}\nweb: b {port} --api {port:apii}\n",
+        r"Procfile:2: service 'web' names 'apii' in \{port:apii\}",
+    ),
+    "unknown-url-name": (
+        "web: b {port} --api {url:nothing}\n",
+        r"Procfile:1: service 'web' names 'nothing'",
+    ),
+    "worker-as-server": (
+        "worker: w\nweb: b {port} --w {url:worker}\n",
+        r"Procfile:2: service 'web' names 'worker' .* is not a server",
+    ),
+    "bad-placeholder-form": (
+        "web: b {port} {host:api}\n",
+        r"Procfile:1: service 'web': \{host:api\}: only \{port:NAME\} and \{url:NAME\}",
+    ),
+    "no-services": ("# nothing here\n\n", r"Procfile: no services"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PROCFILES))
+def test_a_bad_procfile_exits_2_naming_file_line_and_name_before_anything_starts(
+    tmp_path: Path, lock_dir: Path, case: str
+) -> None:
+    text, expected = BAD_PROCFILES[case]
+    # Each line would leave a marker file if it ever ran.
+    project = tmp_path / "shop"
+    project.mkdir()
+    procfile = "".join(
+        line.replace(": ", ": touch ran-$$ && ", 1) for line in text.splitlines(keepends=True)
+    )
+    (project / "Procfile").write_text(procfile)
+    result = subprocess.run(
+        [sys.executable, "-m", "localport", "up"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.search(expected, lines[0]), lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert list(project.glob("ran-*")) == []
+    assert list(lock_dir.glob("port-*.lock")) == []  # nothing was reserved
+
+
+def test_up_without_a_procfile_or_with_an_unknown_service_exits_2(tmp_path: Path) -> None:
+    def up_in(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "localport", "up", *arguments],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    missing = up_in(tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        "localport: Procfile: no such file (a Procfile lists one service a line, `name: command`)"
+    )
+    project = make_project(tmp_path / "shop", THREE_SERVICES)
+    unknown = up_in(project, "api", "mailer")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == (
+        "localport: Procfile has no service 'mailer' (it has api, web, worker)"
+    )
+    other_file = up_in(project, "-f", "Procfile.dev")
+    assert other_file.returncode == 2
+    assert "Procfile.dev: no such file" in other_file.stderr
+    bad_env = make_project(
+        tmp_path / "env", THREE_SERVICES, dotenv="GOOD=1\nthis is not a variable\n"
+    )
+    result = up_in(bad_env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"localport: {os.path.join('.', '.env')}:2: not a `NAME=value` line: this is not a variable"
+    )
+
+
+def test_colour_on_a_terminal_and_none_with_no_color(tmp_path: Path) -> None:
+    import pty
+
+    project = make_project(
+        tmp_path / "shop", "api: echo hello from api; exec sleep 30 # {port}\nworker: echo hi\n"
+    )
+
+    def output_on_a_terminal(env: dict[str, str]) -> str:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "localport", "up"],
+            cwd=project,
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "TERM": "xterm", **env},
+        )
+        os.close(follower)
+        chunks = []
+        try:
+            # The worker exits at once: up stops everything and exits (with 5, or 0).
+            process.wait(30)
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+            os.close(leader)
+        return b"".join(chunks).decode()
+
+    coloured = output_on_a_terminal({})
+    assert "\x1b[36mapi    |\x1b[0m hello from api" in coloured
+    assert "\x1b[33mworker |\x1b[0m hi" in coloured
+    plain = output_on_a_terminal({"NO_COLOR": "1"})
+    assert "\x1b[" not in plain
+    assert "worker | hi" in plain
+    assert left_running_in(project) == []
