@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 import localport
-from helpers import LISTENING_CHILD
+from helpers import LISTENING_CHILD, needs_ipv6
 from localport import PlaceholderError, ServerStartError, launch, launch_services
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and signals")
@@ -267,3 +267,32 @@ def test_children_get_pythonunbuffered_unless_set(tmp_path: Path) -> None:
         assert fetch(server.url)["env"]["PYTHONUNBUFFERED"] == "1"
     with launch([sys.executable, SERVICE, "{port}"], env=env) as server:
         assert fetch(server.url)["env"]["PYTHONUNBUFFERED"] == ""
+
+
+@needs_ipv6
+def test_a_server_on_the_right_port_but_another_address_fails_at_once() -> None:
+    code = """
+import socket, sys, time
+listener = socket.socket(socket.AF_INET6)
+listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("::1", int(sys.argv[1])))
+listener.listen()
+time.sleep(600)
+"""
+    started = time.monotonic()
+    with pytest.raises(ServerStartError) as caught:
+        launch([sys.executable, "-c", code, "{port}"], ready_timeout=60)
+    assert time.monotonic() - started < 5  # about one second, not the timeout
+    port = caught.value.port
+    assert caught.value.summary == (
+        f"the server for port {port} listens on [::1]:{port}, not 127.0.0.1:{port}: its "
+        f"command ignores {{host}}"
+    )
+
+
+def test_launch_on_a_port_this_process_reserved_says_to_pass_the_reservation() -> None:
+    with localport.reserve() as reservation:
+        with pytest.raises(ValueError, match=r"pass that reservation to launch\(reservation="):
+            launch([sys.executable, SERVICE, "{port}"], port=reservation.port)
+        assert not reservation.released

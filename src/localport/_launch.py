@@ -20,7 +20,7 @@ from ._child import Child, child_environment
 from ._errors import PlaceholderError, ServerStartError
 from ._placeholders import Address, expand, referenced_names, wants_fd
 from ._readiness import Failure, Readiness
-from ._reservation import Reservation
+from ._reservation import LIVE, Reservation
 from ._reserve import reserve
 
 if TYPE_CHECKING:
@@ -233,6 +233,12 @@ def launch(
             f"first, with that name"
         )
         raise PlaceholderError(msg, missing[0])
+    if reservation is None and port is not None and LIVE.holding(port) is not None:
+        msg = (
+            f"port {port} is reserved by this process already: pass that reservation to "
+            f"launch(reservation=...) to start the server on it"
+        )
+        raise ValueError(msg)
     if reservation is None:
         reservation = reserve(
             port,

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._addresses import url_host
 from ._errors import LocalportError
 from ._holders import listening, listening_sockets, pids_of
 from ._wait import is_listening
@@ -70,17 +71,24 @@ class Readiness:
             elif self._elsewhere_since is None:
                 self._elsewhere_since = now
             elif now - self._elsewhere_since >= ELSEWHERE_GRACE:
-                return Failure(
-                    f"listens on {elsewhere}, not {self.port}: its command ignores {self.hint}"
-                )
+                return Failure(self._elsewhere_sentence(elsewhere))
         return False
+
+    def _elsewhere_sentence(self, elsewhere: list[tuple[str, int]]) -> str:
+        places = ", ".join(f"{address}:{port}" for address, port in elsewhere)
+        if all(port == self.port for _, port in elsewhere):
+            # The right port on another address: [::1] for 127.0.0.1, say.
+            wanted = f"{url_host(self.host)}:{self.port}"
+            return f"listens on {places}, not {wanted}: its command ignores {{host}}"
+        return f"listens on {places}, not {self.port}: its command ignores {self.hint}"
 
     def timed_out(self, timeout: float) -> Failure:
         """The failure for a server that did not listen within *timeout* seconds."""
         reason = f"did not listen on it within {timeout:g} s"
         elsewhere = self.listens_elsewhere()
         if elsewhere:
-            reason += f"; it listens on {elsewhere} instead: pass {self.hint} to it"
+            places = ", ".join(f"{address}:{port}" for address, port in elsewhere)
+            reason += f"; it listens on {places} instead: pass {self.hint} to it"
         return Failure(reason)
 
     def _foreign_listener(self) -> str:
@@ -96,19 +104,17 @@ class Readiness:
             f"{self.child.pid}); something outside localport bound the port by number"
         )
 
-    def listens_elsewhere(self) -> str:
-        """Where the server's process tree listens instead, if anywhere (Linux)."""
+    def listens_elsewhere(self) -> list[tuple[str, int]]:
+        """Where the server's process tree listens, while not where it should (Linux): each
+        address (as a URL writes it) and port. Asked only after a look found it not ready."""
         try:
             tree = self.child.tree()
-            places = sorted(
+            return sorted(
                 {
-                    f"{holder.address_text}:{holder.local_address[1]}"
+                    (holder.address_text, holder.local_address[1])
                     for holder in listening()
-                    if holder.pid in tree
-                    and holder.local_address is not None
-                    and holder.local_address[1] != self.port
+                    if holder.pid in tree and holder.local_address is not None
                 }
             )
         except (OSError, LocalportError):
-            return ""
-        return ", ".join(places)
+            return []
