@@ -542,3 +542,14 @@ def test_colour_on_a_terminal_and_none_with_no_color(tmp_path: Path) -> None:
     assert "\x1b[" not in plain
     assert "worker | hi" in plain
     assert left_running_in(project) == []
+
+
+def test_a_worker_that_exits_while_the_servers_start_ends_up_with_its_code(
+    tmp_path: Path, up: Any
+) -> None:
+    project = make_project(tmp_path / "shop", "api: exec sleep 30 # {port}\nonce: exit 6\n")
+    running = up(project)
+    assert running.finish() == 6
+    assert "localport: once exited with code 6: stopping the other services" in running.lines
+    assert left_running_in(project) == []
+    assert localport.reservations() == []

@@ -52,9 +52,15 @@ def up_command(arguments: argparse.Namespace) -> int:
                 output=prefix.write,
                 stop_if=lambda: bool(pending),
             )
-        except ServerStartError:
+        except ServerStartError as error:
             if pending:
                 return 128 + pending[0]
+            code = error.returncode
+            if error.service is not None and not error.port and code is not None:
+                # A worker that exits while the servers start ends everything as it would
+                # later (as honcho does): up exits with its code, not as a failed start.
+                say(f"{error.service} exited with code {code}: stopping the other services")
+                return 128 - code if code < 0 else code
             raise
         _announce(services)
         return _supervise(services, pending, arguments.timeout)
