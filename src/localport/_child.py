@@ -122,8 +122,11 @@ class Child:
                 line = raw.decode(errors="replace").rstrip("\r\n")
                 self.tail.append(line)
                 if sink is not None:
-                    with contextlib.suppress(OSError, ValueError):
+                    try:
                         sink(line)
+                    except Exception:  # noqa: BLE001, S112 - a caller's sink must not stop
+                        # the reading: the program would block once its pipe filled up.
+                        continue
 
 
 def child_environment(base: Mapping[str, str] | None, extra: Mapping[str, str]) -> dict[str, str]:
