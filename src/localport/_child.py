@@ -129,6 +129,42 @@ class Child:
                         continue
 
 
+class StartedProgram:
+    """What a started :class:`~localport.Server` and :class:`~localport.Service` show of their
+    program."""
+
+    def __init__(self, child: Child) -> None:
+        self._child = child
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The process that was started."""
+        return self._child.process
+
+    @property
+    def pid(self) -> int:
+        """Its PID: on POSIX the leader of a new session, whose process group holds it and
+        everything it starts."""
+        return self._child.pid
+
+    @property
+    def output_tail(self) -> tuple[str, ...]:
+        """The last lines it printed (stdout and stderr together)."""
+        return tuple(self._child.tail)
+
+    @property
+    def killed(self) -> bool:
+        """Whether stopping it took the kill signal (it did not exit after SIGTERM in time).
+
+        .. versionadded:: 0.2.0
+        """
+        return self._child.killed
+
+    def poll(self) -> int | None:
+        """The exit code once it has exited, else ``None``."""
+        return self._child.poll()
+
+
 def child_environment(base: Mapping[str, str] | None, extra: Mapping[str, str]) -> dict[str, str]:
     """The environment a program gets: *base* (default: this process's), then *extra*, and
     ``PYTHONUNBUFFERED=1`` unless set, so a Python server's lines appear as it prints them

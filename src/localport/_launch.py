@@ -16,7 +16,7 @@ from ._arguments import (
     check_scope,
     check_seconds,
 )
-from ._child import Child, child_environment
+from ._child import Child, StartedProgram, child_environment
 from ._errors import PlaceholderError, ServerStartError
 from ._placeholders import Address, expand, referenced_names, wants_fd
 from ._readiness import Failure, Readiness
@@ -24,7 +24,6 @@ from ._reservation import LIVE, Reservation
 from ._reserve import reserve
 
 if TYPE_CHECKING:
-    import subprocess
     from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 _POLL = 0.02
 
 
-class Server:
+class Server(StartedProgram):
     """A server started by :func:`launch`, listening on its reserved port.
 
     The port stays reserved until the server exits. Use it as a context manager, or call
@@ -41,7 +40,7 @@ class Server:
     """
 
     def __init__(self, child: Child, reservation: Reservation) -> None:
-        self._child = child
+        super().__init__(child)
         self._reservation = reservation
 
     @property
@@ -58,32 +57,6 @@ class Server:
     def url(self) -> str:
         """``http://HOST:PORT``, reachable from this machine."""
         return self._reservation.url()
-
-    @property
-    def process(self) -> subprocess.Popen[bytes]:
-        """The server's process."""
-        return self._child.process
-
-    @property
-    def pid(self) -> int:
-        return self._child.pid
-
-    @property
-    def output_tail(self) -> tuple[str, ...]:
-        """The last lines the server printed (stdout and stderr together)."""
-        return tuple(self._child.tail)
-
-    @property
-    def killed(self) -> bool:
-        """Whether :meth:`stop` had to send the kill signal (it ignored SIGTERM).
-
-        .. versionadded:: 0.2.0
-        """
-        return self._child.killed
-
-    def poll(self) -> int | None:
-        """The exit code if the server has exited, else ``None``."""
-        return self._child.poll()
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the server to exit by itself, and return its exit code.

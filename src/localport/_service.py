@@ -7,8 +7,9 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ._child import StartedProgram
+
 if TYPE_CHECKING:
-    import subprocess
     from collections.abc import Iterator, Sequence
     from types import TracebackType
 
@@ -18,14 +19,14 @@ if TYPE_CHECKING:
     from ._reservation import Reservation
 
 
-class Service:
+class Service(StartedProgram):
     """One service started by :func:`launch_services`: a server (with a port) or a worker."""
 
     def __init__(
         self, name: str, child: Child, reservation: Reservation | None, command: str
     ) -> None:
+        super().__init__(child)
         self._name = name
-        self._child = child
         self._reservation = reservation
         self._command = command
 
@@ -47,28 +48,6 @@ class Service:
     def url(self) -> str | None:
         """``http://HOST:PORT`` for a server, else ``None``."""
         return None if self._reservation is None else self._reservation.url()
-
-    @property
-    def process(self) -> subprocess.Popen[bytes]:
-        return self._child.process
-
-    @property
-    def pid(self) -> int:
-        return self._child.pid
-
-    @property
-    def output_tail(self) -> tuple[str, ...]:
-        """The last lines it printed."""
-        return tuple(self._child.tail)
-
-    @property
-    def killed(self) -> bool:
-        """Whether stopping it took the kill signal (it ignored SIGTERM)."""
-        return self._child.killed
-
-    def poll(self) -> int | None:
-        """Its exit code once it has exited, else ``None``."""
-        return self._child.poll()
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM to its process group, the kill signal after *timeout* seconds; its port is

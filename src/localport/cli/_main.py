@@ -195,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(parser: argparse.ArgumentParser, option: str, default: float, what: str) -> None:
+    """An option that takes a number of seconds."""
+    parser.add_argument(
+        option,
+        type=seconds_type,
+        default=default,
+        metavar="SECONDS",
+        help=f"{what} (default {default:g})",
+    )
+
+
 def _add_launchers(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     """The commands that start servers (run, up) and the ones beside them (ports, wait)."""
     run = command(
@@ -226,13 +237,7 @@ def _add_launchers(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         metavar="VAR",
         help="also set VAR to the port",
     )
-    run.add_argument(
-        "--ready-timeout",
-        type=seconds_type,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long the server may take to listen (default 30)",
-    )
+    _seconds(run, "--ready-timeout", 30.0, "how long the server may take to listen")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
 
     up = command(
@@ -257,20 +262,8 @@ def _add_launchers(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         help="the Procfile (default ./Procfile); a .env beside it is loaded",
     )
     up.add_argument("--host", default="127.0.0.1", help="the address the servers bind")
-    up.add_argument(
-        "--ready-timeout",
-        type=seconds_type,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long the servers may take to listen (default 30)",
-    )
-    up.add_argument(
-        "--timeout",
-        type=seconds_type,
-        default=5.0,
-        metavar="SECONDS",
-        help="when stopping, how long a service has after SIGTERM before SIGKILL (default 5)",
-    )
+    _seconds(up, "--ready-timeout", 30.0, "how long the servers may take to listen")
+    _seconds(up, "--timeout", 5.0, "when stopping, how long a service has after SIGTERM")
 
     ports = command(
         "ports",
@@ -298,13 +291,7 @@ def _add_launchers(command: Callable[[str, str, str], argparse.ArgumentParser]) 
     )
     wait.add_argument("port", type=port_type)
     wait.add_argument("--host", default="127.0.0.1", help="the address clients connect to")
-    wait.add_argument(
-        "--timeout",
-        type=seconds_type,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long to wait (default 30)",
-    )
+    _seconds(wait, "--timeout", 30.0, "how long to wait")
     wait.add_argument("--free", action="store_true", help="wait until the port is let go")
     wait.add_argument("--udp", action="store_true", help="with --free: a UDP port")
 
