@@ -79,6 +79,7 @@ def test_servers_are_the_commands_that_mention_their_own_port() -> None:
     assert is_server("uvicorn --fd {fd}")
     assert is_server("serve --port $PORT")
     assert is_server("serve --port=${PORT}")
+    assert is_server("gunicorn -b 127.0.0.1:${PORT:-5000}")
     assert not is_server("worker --api {url:api} --api-port {port:api}")
     assert not is_server("echo $PORTAL ${PORTS}")
     assert not is_server("celery worker")

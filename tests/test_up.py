@@ -553,3 +553,33 @@ def test_a_worker_that_exits_while_the_servers_start_ends_up_with_its_code(
     assert "localport: once exited with code 6: stopping the other services" in running.lines
     assert left_running_in(project) == []
     assert localport.reservations() == []
+
+
+def test_a_worker_gets_no_port_but_may_use_host_and_other_servers(tmp_path: Path, up: Any) -> None:
+    procfile = (
+        f"api: {PY} service.py {{port}}\n"
+        'worker: echo "port=$(printenv PORT || echo none) host={host} api={url:api}"; '
+        "exec sleep 30\n"
+    )
+    project = make_project(tmp_path / "shop", procfile)
+    running = up(project, env={"PORT": "5000"})
+    api_url = running.ready(2)["api"][1]
+    running.until(rf"^worker \| port=none host=127\.0\.0\.1 api={re.escape(str(api_url))}$")
+    running.process.send_signal(signal.SIGINT)
+    assert running.finish() == 130
+
+
+def test_reserve_name_on_the_command_line_is_scoped_to_the_project(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "shop", "api: x {port}\n")
+    (project / "sub").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "localport", "reserve", "--name", "api", "--json"],
+        cwd=project / "sub",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    port = json.loads(result.stdout)["port"]
+    with localport.reserve(name="api", scope=project.resolve()) as reservation:
+        assert reservation.port == port

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 _PLACEHOLDER = re.compile(r"\{(port|url|host|fd)(?::([^{}]*))?\}")
-_OWN_PORT = re.compile(r"\{(?:port|url|fd)\}|\$PORT(?![A-Za-z0-9_])|\$\{PORT\}")
+# $PORT, ${PORT}, and ${PORT:-5000} and the other default forms of the shell.
+_OWN_PORT = re.compile(r"\{(?:port|url|fd)\}|\$PORT(?![A-Za-z0-9_])|\$\{PORT(?:[-:=?+][^}]*)?\}")
 _OTHERS = ("port", "url")
 
 
@@ -68,12 +69,14 @@ def expand(
     own: Address | None,
     others: Mapping[str, Address],
     fd: int | None = None,
+    host: str | None = None,
 ) -> str:
     """*text* with every placeholder filled.
 
     :param own: the service's own address (``None`` for a command without a port).
     :param others: the addresses ``{port:NAME}`` and ``{url:NAME}`` may name.
     :param fd: the listening socket's descriptor for ``{fd}``.
+    :param host: ``{host}`` for a command without a port of its own.
     :raises PlaceholderError: a placeholder names an unknown service, or needs a port or
         descriptor the command does not have.
     """
@@ -93,6 +96,8 @@ def expand(
                 raise PlaceholderError(msg)
             return str(fd)
         if own is None:
+            if kind == "host" and host is not None:
+                return host
             msg = f"{match.group(0)}: this command has no port"
             raise PlaceholderError(msg)
         return {"port": str(own.port), "url": own.url, "host": own.host}[kind]

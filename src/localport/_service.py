@@ -32,6 +32,7 @@ class Service(StartedProgram):
 
     @property
     def name(self) -> str:
+        """Its name, the key of :class:`Services` and the sticky name of its port."""
         return self._name
 
     @property

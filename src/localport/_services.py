@@ -132,7 +132,7 @@ def launch_services(
         **others,
         **{n: Address(r.port, r.url(), r.host) for n, r in reservations.items()},
     }
-    starter = _Starter(addresses, cwd=directory, base=base, output=output)
+    starter = _Starter(addresses, host=host, cwd=directory, base=base, output=output)
     started = starter.start_all(commands, reservations)
     group = Services([service for service, _ in started], checked_scope)
     try:
@@ -202,6 +202,7 @@ class _Starter:
     """What every service is started with: the servers' addresses, and where output goes."""
 
     addresses: Mapping[str, Address]
+    host: str
     cwd: str | None
     base: Mapping[str, str] | None
     output: Callable[[str, str], None] | None
@@ -230,7 +231,24 @@ class _Starter:
             extra[port_variable], extra[url_variable] = str(address.port), address.url
         if reservation is not None:
             extra["PORT"] = str(reservation.port)
-        return child_environment(self.base, extra)
+        environment = child_environment(self.base, extra)
+        if reservation is None:
+            environment.pop("PORT", None)  # a worker has no port, whatever the shell had
+        return environment
+
+    def fill(
+        self, name: str, command: str | list[str], own: Address | None, fd: int | None
+    ) -> list[str]:
+        """The program and arguments to run, placeholders filled (a str runs in the shell)."""
+        others, host = self.addresses, self.host
+        try:
+            if isinstance(command, str):
+                line = expand(command, own=own, others=others, fd=fd, host=host)
+                return _platform.system.shell(line)
+            return [expand(part, own=own, others=others, fd=fd, host=host) for part in command]
+        except PlaceholderError as error:
+            msg = f"service {name!r}: {error}"
+            raise PlaceholderError(msg, error.name) from None
 
     def start(
         self, name: str, command: str | list[str], reservation: Reservation | None
@@ -241,7 +259,7 @@ class _Starter:
         sink = None if output is None else (lambda line: output(name, line))
         try:
             fd = None if listener is None else listener.fileno()
-            argv = _fill(name, command, own, self.addresses, fd)
+            argv = self.fill(name, command, own, fd)
             try:
                 child = Child(
                     argv,
@@ -261,23 +279,6 @@ class _Starter:
         if reservation is None:
             return service, None
         return service, Readiness(child, reservation.port, reservation.host, "{port}")
-
-
-def _fill(
-    name: str,
-    command: str | list[str],
-    own: Address | None,
-    addresses: Mapping[str, Address],
-    fd: int | None,
-) -> list[str]:
-    """The program and arguments to run, placeholders filled (a str runs in the shell)."""
-    try:
-        if isinstance(command, str):
-            return _platform.system.shell(expand(command, own=own, others=addresses, fd=fd))
-        return [expand(part, own=own, others=addresses, fd=fd) for part in command]
-    except PlaceholderError as error:
-        msg = f"service {name!r}: {error}"
-        raise PlaceholderError(msg, error.name) from None
 
 
 def _wait_for_servers(

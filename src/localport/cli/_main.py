@@ -134,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  PORT=$(localport reserve --name api --hold 30)",
     )
     reserve.add_argument("port", nargs="?", type=port_type, help="this port instead of a free one")
-    reserve.add_argument("--name", help="sticky name: the same port next time while free")
+    reserve.add_argument(
+        "--name",
+        help="sticky name, scoped to this project (as for run and up): the same port next "
+        "time while free",
+    )
     reserve.add_argument("--udp", action="store_true", help="reserve for UDP instead of TCP")
     reserve.add_argument("--host", default="127.0.0.1", help="the address the server binds")
     reserve.add_argument(
@@ -188,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     hold = commands.add_parser(HOLD_COMMAND)  # the background holder of `reserve --hold`
     hold.add_argument("--port", type=port_type)
     hold.add_argument("--name")
+    hold.add_argument("--scope")
     hold.add_argument("--host", default="127.0.0.1")
     hold.add_argument("--proto", default="tcp")
     hold.add_argument("--seconds", type=seconds_type, required=True)

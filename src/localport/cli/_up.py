@@ -54,6 +54,8 @@ def up_command(arguments: argparse.Namespace) -> int:
             )
         except ServerStartError as error:
             if pending:
+                name = signal.Signals(pending[0]).name
+                say(f"{name}: stopped every service before all of them listened")
                 return 128 + pending[0]
             code = error.returncode
             if error.service is not None and not error.port and code is not None:
