@@ -271,7 +271,12 @@ def test_a_planted_sticky_name_symlink_is_replaced_and_its_target_left_alone(
         assert victim.read_bytes() == content
         assert os.stat(victim).st_mtime_ns == mtime
         assert not record.is_symlink()
-        assert json.loads(record.read_bytes()) == {"name": "web", "port": reservation.port}
+        assert json.loads(record.read_bytes()) == {
+            "name": "web",
+            "port": reservation.port,
+            "scope": None,
+            "host": "127.0.0.1",
+        }
 
 
 # -- lock files live forever -----------------------------------------------------------------

@@ -21,15 +21,20 @@ if TYPE_CHECKING:
         LocalportError,
         LockDirError,
         NoFreePortError,
+        PlaceholderError,
         PortInUseError,
+        ProcfileError,
         ServerStartError,
         WaitTimeoutError,
     )
     from ._holders import Holder, listening, who_holds
     from ._launch import Server, launch
+    from ._project import project_directory
     from ._registry import ReservationInfo
     from ._reservation import Reservation, ReservationGroup
     from ._reserve import is_free, reservations, reserve, reserve_many
+    from ._service import Service, Services
+    from ._services import launch_services
     from ._wait import wait_until_free, wait_until_listening
 
     __version__: str
@@ -40,14 +45,20 @@ _HOMES = {
     "LocalportError": "_errors",
     "LockDirError": "_errors",
     "NoFreePortError": "_errors",
+    "PlaceholderError": "_errors",
     "PortInUseError": "_errors",
+    "ProcfileError": "_errors",
     "Reservation": "_reservation",
     "ReservationGroup": "_reservation",
     "ReservationInfo": "_registry",
     "Server": "_launch",
     "ServerStartError": "_errors",
+    "Service": "_service",
+    "Services": "_service",
     "WaitTimeoutError": "_errors",
     "launch": "_launch",
+    "launch_services": "_services",
+    "project_directory": "_project",
     "wait_until_free": "_wait",
     "wait_until_listening": "_wait",
     "is_free": "_reserve",
@@ -64,17 +75,23 @@ __all__ = [
     "LocalportError",
     "LockDirError",
     "NoFreePortError",
+    "PlaceholderError",
     "PortInUseError",
+    "ProcfileError",
     "Reservation",
     "ReservationGroup",
     "ReservationInfo",
     "Server",
     "ServerStartError",
+    "Service",
+    "Services",
     "WaitTimeoutError",
     "__version__",
     "is_free",
     "launch",
+    "launch_services",
     "listening",
+    "project_directory",
     "reservations",
     "reserve",
     "reserve_many",

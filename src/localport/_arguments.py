@@ -148,6 +148,13 @@ def check_name(value: object) -> str | None:
     return value
 
 
+def check_scope(value: object) -> str | None:
+    """A sticky-name scope: a directory path, made absolute without touching the disk, or
+    ``None``."""
+    path = check_directory(value, "scope")
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
 def check_proto(value: object) -> Proto:
     """``"tcp"``, ``"udp"`` or ``"both"``."""
     return cast("Proto", _check_choice(value, "proto", PROTOS))

@@ -40,6 +40,7 @@ from ._arguments import (
     check_port,
     check_proto,
     check_reuse_address,
+    check_scope,
     normalize_host,
     protos_of,
 )
@@ -74,6 +75,8 @@ class Request:
     guard: bool
     lock_dir: str | None
     reuse_address: bool = False
+    #: The directory a sticky name belongs to (``None``: the name is global).
+    scope: str | None = None
 
     @classmethod
     def check(
@@ -88,6 +91,7 @@ class Request:
         guard: object,
         lock_dir: object,
         reuse_address: object = False,
+        scope: object = None,
     ) -> Request:
         """Validate every argument, without any I/O."""
         return cls(
@@ -100,6 +104,7 @@ class Request:
             guard=check_bool(guard, "guard"),
             lock_dir=check_lock_dir(lock_dir),
             reuse_address=check_reuse_address(reuse_address),
+            scope=check_scope(scope),
         )
 
     @property
@@ -326,36 +331,22 @@ class Candidate:
         claim: socket.socket | None,
         now: float,
     ) -> Reservation:
+        request = self.request
         # Guarded only when every protocol is: a wildcard UDP consumer gets no guard.
-        guarded = len(guards) == len(self.plans)
-        return _new_reservation(self.request, port, locked, guards, claim, now, guarded=guarded)
+        record = new_record(request, port, guarded=len(guards) == len(self.plans), now=now)
+        Registry.write_record(locked.fd, record)
+        return _live_reservation(request, port, locked, guards, claim, record)
 
 
-def _new_reservation(  # noqa: PLR0917 - one call site, the pieces of one reservation
+def _live_reservation(  # noqa: PLR0917 - one call site, the pieces of one reservation
     request: Request,
     port: int,
     locked: LockedPort,
     guards: tuple[socket.socket, ...],
     claim: socket.socket | None,
-    now: float,
-    *,
-    guarded: bool,
+    record: dict[str, Any],
 ) -> Reservation:
-    """Write the record through the locked descriptor (step 5) and make the reservation."""
-    record: dict[str, Any] = {
-        "v": 1,
-        "pid": os.getpid(),
-        "process_started": _platform.system.own_start_time(),
-        "port": port,
-        "proto": request.proto,
-        "host": request.host,
-        "name": request.name,
-        "created": now,
-        "guarded": guarded,
-        "released": None,
-        "lease_until": None,
-    }
-    Registry.write_record(locked.fd, record)
+    """The reservation whose record was just written, added to the live set."""
     reservation = Reservation(
         port=port,
         host=request.host,
@@ -368,6 +359,24 @@ def _new_reservation(  # noqa: PLR0917 - one call site, the pieces of one reserv
     )
     LIVE.add(reservation)
     return reservation
+
+
+def new_record(request: Request, port: int, *, guarded: bool, now: float) -> dict[str, Any]:
+    """The record a new reservation writes into its lock file: a description for readers."""
+    return {
+        "v": 1,
+        "pid": os.getpid(),
+        "process_started": _platform.system.own_start_time(),
+        "port": port,
+        "proto": request.proto,
+        "host": request.host,
+        "name": request.name,
+        "scope": request.scope,
+        "created": now,
+        "guarded": guarded,
+        "released": None,
+        "lease_until": None,
+    }
 
 
 def describe_refusal(registry: Registry, port: int, refusal: Refusal) -> str:

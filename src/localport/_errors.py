@@ -193,6 +193,36 @@ class LockDirError(LocalportError, OSError):
         return (type(self), (self._lock_dir, self._reason))
 
 
+class PlaceholderError(LocalportError, ValueError):
+    """A placeholder in a command that cannot be filled: a form that does not exist (such as
+    ``{host:api}``), or a ``{port:NAME}``/``{url:NAME}`` naming no server.
+
+    :ivar name: the service name it named, if any.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self._name = name
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self._name))
+
+
+class ProcfileError(LocalportError, ValueError):
+    """A Procfile or ``.env`` file that cannot be used: missing, malformed, a name defined
+    twice, an empty command, a placeholder naming no server. The message names the file and
+    the line.
+
+    .. versionadded:: 0.2.0
+    """
+
+
 class WaitTimeoutError(LocalportError, TimeoutError):
     """A wait for a port ran out of time.
 
@@ -221,19 +251,29 @@ class WaitTimeoutError(LocalportError, TimeoutError):
 class ServerStartError(LocalportError, RuntimeError):
     """A launched server exited, or never listened on its port.
 
-    :ivar port: the port it was given.
+    :ivar port: the port it was given (0 for a service of :func:`launch_services` that has
+        no port).
     :ivar returncode: its exit code, or ``None`` if it was still running (and was stopped).
     :ivar output: the last lines it printed.
+    :ivar service: the service's name, for :func:`launch_services`; else ``None``.
+
+        .. versionadded:: 0.2.0
     """
 
     def __init__(
-        self, port: int, reason: str, returncode: int | None, output: Sequence[str]
+        self,
+        port: int,
+        reason: str,
+        returncode: int | None,
+        output: Sequence[str],
+        service: str | None = None,
     ) -> None:
         self._port = port
         self._reason = reason
         self._returncode = returncode
         self._output = tuple(output)
-        text = f"the server for port {port} {reason}"
+        self._service = service
+        text = self.summary
         if self._output:
             text += "; its last output:\n" + "\n".join(f"  | {line}" for line in self._output)
         super().__init__(text)
@@ -250,5 +290,24 @@ class ServerStartError(LocalportError, RuntimeError):
     def output(self) -> tuple[str, ...]:
         return self._output
 
+    @property
+    def service(self) -> str | None:
+        return self._service
+
+    @property
+    def summary(self) -> str:
+        """The message's first sentence, without the output lines.
+
+        .. versionadded:: 0.2.0
+        """
+        if self._service is None:
+            return f"the server for port {self._port} {self._reason}"
+        if self._port:
+            return f"{self._service} (port {self._port}) {self._reason}"
+        return f"{self._service} {self._reason}"
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self._port, self._reason, self._returncode, self._output))
+        return (
+            type(self),
+            (self._port, self._reason, self._returncode, self._output, self._service),
+        )

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import os
-import signal
-import subprocess
-import threading
+import os  # noqa: TC003 - the API reference evaluates os.PathLike in signatures
+import time
 from typing import IO, TYPE_CHECKING
 
 from . import _platform
@@ -17,12 +13,15 @@ from ._arguments import (
     check_directory,
     check_env_var,
     check_environment,
+    check_scope,
     check_seconds,
 )
-from ._errors import LocalportError, ServerStartError, WaitTimeoutError
-from ._holders import listening_sockets
+from ._child import Child, StartedProgram, child_environment
+from ._errors import PlaceholderError, ServerStartError
+from ._placeholders import Address, expand, referenced_names, wants_fd
+from ._readiness import Failure, Readiness
+from ._reservation import LIVE, Reservation
 from ._reserve import reserve
-from ._wait import wait_until_listening
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -30,29 +29,19 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-    from ._reservation import Reservation
-
-_TAIL_LINES = 20
+_POLL = 0.02
 
 
-class Server:
+class Server(StartedProgram):
     """A server started by :func:`launch`, listening on its reserved port.
 
     The port stays reserved until the server exits. Use it as a context manager, or call
     :meth:`stop`.
     """
 
-    def __init__(
-        self,
-        process: subprocess.Popen[bytes],
-        reservation: Reservation,
-        tail: collections.deque[str],
-        reader: threading.Thread,
-    ) -> None:
-        self._process = process
+    def __init__(self, child: Child, reservation: Reservation) -> None:
+        super().__init__(child)
         self._reservation = reservation
-        self._tail = tail
-        self._reader = reader
 
     @property
     def port(self) -> int:
@@ -69,32 +58,13 @@ class Server:
         """``http://HOST:PORT``, reachable from this machine."""
         return self._reservation.url()
 
-    @property
-    def process(self) -> subprocess.Popen[bytes]:
-        """The server's process."""
-        return self._process
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    @property
-    def output_tail(self) -> tuple[str, ...]:
-        """The last lines the server printed (stdout and stderr together)."""
-        return tuple(self._tail)
-
-    def poll(self) -> int | None:
-        """The exit code if the server has exited, else ``None``."""
-        return self._process.poll()
-
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the server to exit by itself, and return its exit code.
 
         Processes it started and left behind in its process group are ended too.
         """
-        code = self._process.wait(timeout)
-        _platform.system.signal_group(self._process, _platform.system.kill_signal)
-        self._finish()
+        code = self._child.wait(timeout)
+        self._reservation.release()
         return code
 
     def stop(self, timeout: float = 5.0) -> int:
@@ -102,26 +72,9 @@ class Server:
 
         :returns: its exit code (negative: the signal that ended it).
         """
-        system = _platform.system
-        if self._process.poll() is None:
-            system.signal_group(self._process, signal.SIGTERM)
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                system.signal_group(self._process, system.kill_signal)
-                self._process.wait()
-        # Children that outlived the server (a reloader's worker) go with its group.
-        system.signal_group(self._process, system.kill_signal)
-        self._finish()
-        return self._process.returncode
-
-    def _finish(self) -> None:
+        code = self._child.stop(timeout)
         self._reservation.release()
-        self._reader.join(5)
-        # A descendant outside the process group (it called setsid) may still hold the pipe:
-        # closing it under the reader thread would block, so the reader is left to see EOF.
-        if self._process.stdout is not None and not self._reader.is_alive():
-            self._process.stdout.close()
+        return code
 
     def __enter__(self) -> Self:
         return self
@@ -139,16 +92,25 @@ class Server:
         return f"<Server {self.url} pid={self.pid} {state}>"
 
 
-def expand(arguments: Sequence[str], *, port: int, host: str, url: str) -> list[str]:
-    """Replace ``{port}``, ``{host}`` and ``{url}`` in each argument (and nothing else)."""
-    values = {"{port}": str(port), "{host}": host, "{url}": url}
-    expanded = []
-    for argument in arguments:
-        text = argument
-        for key, value in values.items():
-            text = text.replace(key, value)
-        expanded.append(text)
-    return expanded
+def recorded_addresses(
+    names: Sequence[str], *, scope: str | None, lock_dir: str | os.PathLike[str] | None
+) -> dict[str, Address]:
+    """The addresses ``{port:NAME}`` and ``{url:NAME}`` stand for: each name's recorded port
+    in *scope* (see :func:`localport.reserve`'s sticky names), for the names recorded."""
+    if not names:
+        return {}
+    from ._addresses import url_host
+    from ._arguments import check_lock_dir
+    from ._registry import Registry
+
+    registry = Registry.open(check_lock_dir(lock_dir), write=False)
+    return {
+        record.name: Address(
+            record.port, f"http://{url_host(record.host)}:{record.port}", record.host
+        )
+        for record in registry.recorded_names(scope)
+        if record.name in names
+    }
 
 
 def launch(
@@ -166,12 +128,21 @@ def launch(
     lock_dir: str | os.PathLike[str] | None = None,
     stop_if: Callable[[], bool] | None = None,
     reuse_address: bool = True,
+    reservation: Reservation | None = None,
+    scope: str | os.PathLike[str] | None = None,
 ) -> Server:
     """Start *cmd* as a server on a reserved port and return once it listens there.
 
-    The port is reserved first (lock and guard), ``{port}``, ``{host}`` and ``{url}`` in the
-    arguments are replaced, and ``PORT`` (or *env_var*) is set in its environment. The
-    reservation is kept until the server exits, so nobody else gets the port meanwhile.
+    The port is reserved first (lock and guard), the placeholders in the arguments are
+    replaced, and ``PORT`` (or *env_var*) is set in its environment. The reservation is kept
+    until the server exits, so nobody else gets the port meanwhile.
+
+    Placeholders: ``{port}``, ``{host}`` and ``{url}`` (the server's own); ``{fd}``, the
+    descriptor of a socket already listening on the port, which the server inherits (uvicorn
+    ``--fd {fd}``, gunicorn ``--bind fd://{fd}``: no moment at which the port is unbound);
+    ``{port:NAME}`` and ``{url:NAME}``, the port recorded for the sticky name *NAME* in
+    *scope* (another server started with ``name=NAME``). The server also gets
+    ``PYTHONUNBUFFERED=1`` unless its environment sets it, so its lines arrive as printed.
 
     :param cmd: the command and its arguments (a str is split like a shell would).
     :param name: a sticky name: the server gets the same port on the next run while free.
@@ -196,9 +167,21 @@ def launch(
         server that does not.
 
         .. versionadded:: 0.2.0
-    :raises ServerStartError: it exited before listening, or did not listen in time (it is
-        then stopped). The error carries its exit code and last output lines.
+    :param reservation: a reservation you already hold, to start the server on instead of
+        reserving one (then *name*, *port*, *host*, *port_range*, *lock_dir* and
+        *reuse_address* are not given). The server takes it over: it is released when the
+        server stops.
+
+        .. versionadded:: 0.2.0
+    :param scope: the project directory of *name* and of ``{port:NAME}``, as for
+        :func:`reserve` (see :func:`project_directory`).
+
+        .. versionadded:: 0.2.0
+    :raises ServerStartError: it exited before listening, listened somewhere else, or did
+        not listen in time (it is then stopped). The error carries its exit code and last
+        output lines.
     :raises PortInUseError: *port* is taken.
+    :raises ValueError: a placeholder names nothing recorded, or another bad argument.
     """
     system = _platform.system
     arguments = check_command(cmd, posix=system.posix_shell_words)
@@ -206,148 +189,136 @@ def launch(
     variables = check_env_var(env_var)
     directory = check_directory(cwd, "cwd")
     given_environment = check_environment(env)
-    checked_stop_if: object = stop_if  # typed callers cannot get this wrong; untyped ones can
-    if checked_stop_if is not None and not callable(checked_stop_if):
-        msg = f"stop_if must be a callable returning bool, or None; got {stop_if!r}"
-        raise TypeError(msg)
-    reservation = reserve(
-        port,
-        name=name,
-        host=host,
-        port_range=port_range,
-        lock_dir=lock_dir,
-        reuse_address=check_bool(reuse_address, "reuse_address"),
-    )
+    checked_scope = check_scope(scope)
+    check_stop_if(stop_if)
+    reuse = check_bool(reuse_address, "reuse_address")
+    if reservation is not None:
+        _check_own_reservation(
+            reservation, name=name, port=port, host=host, port_range=port_range, lock_dir=lock_dir
+        )
+    names = list(dict.fromkeys(n for a in arguments for n in referenced_names(a)))
+    others = recorded_addresses(names, scope=checked_scope, lock_dir=lock_dir)
+    missing = [n for n in names if n not in others]
+    if missing:
+        where = f"project {checked_scope}" if checked_scope else "the lock directory"
+        msg = (
+            f"no port is recorded for the name {missing[0]!r} in {where}: start that server "
+            f"first, with that name"
+        )
+        raise PlaceholderError(msg, missing[0])
+    if reservation is None and port is not None and LIVE.holding(port) is not None:
+        msg = (
+            f"port {port} is reserved by this process already: pass that reservation to "
+            f"launch(reservation=...) to start the server on it"
+        )
+        raise ValueError(msg)
+    if reservation is None:
+        reservation = reserve(
+            port,
+            name=name,
+            host=host,
+            port_range=port_range,
+            lock_dir=lock_dir,
+            reuse_address=reuse,
+            scope=checked_scope,
+        )
     try:
-        url = reservation.url()
-        command = expand(arguments, port=reservation.port, host=reservation.host, url=url)
-        environment = dict(os.environ if given_environment is None else given_environment)
-        for variable in variables:
-            environment[variable] = str(reservation.port)
-        try:
-            process = subprocess.Popen(
-                command,
-                cwd=directory,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=system.process_groups,
-            )
-        except OSError as error:  # no such program, not executable, no such cwd
-            reason = f"could not be started: {error.strerror}: {command[0]!r}"
-            raise ServerStartError(reservation.port, reason, None, ()) from error
+        child = _start(
+            arguments,
+            reservation,
+            others=others,
+            variables=variables,
+            cwd=directory,
+            env=given_environment,
+            sink=None if echo is None else _line_writer(echo),
+        )
     except BaseException:
         reservation.release()
         raise
-    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-    reader = threading.Thread(
-        target=_copy_output,
-        args=(process, tail, echo),
-        name=f"localport-{process.pid}",
-        daemon=True,
-    )
-    reader.start()
-    server = Server(process, reservation, tail, reader)
+    server = Server(child, reservation)
+    hint = f"{{port}} or ${variables[0]}" if variables else "{port}"
     try:
-        _wait_for(server, timeout, variables[0] if variables else None, stop_if)
+        _wait_for(server, Readiness(child, server.port, server.host, hint), timeout, stop_if)
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def _copy_output(
-    process: subprocess.Popen[bytes], tail: collections.deque[str], echo: IO[str] | None
-) -> None:
-    assert process.stdout is not None
-    with contextlib.suppress(OSError, ValueError):
-        for raw in iter(process.stdout.readline, b""):
-            line = raw.decode(errors="replace").rstrip("\r\n")
-            tail.append(line)
-            if echo is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    echo.write(line + "\n")
-                    echo.flush()
+def check_stop_if(stop_if: object) -> None:
+    if stop_if is not None and not callable(stop_if):
+        msg = f"stop_if must be a callable returning bool, or None; got {stop_if!r}"
+        raise TypeError(msg)
+
+
+def _check_own_reservation(reservation: object, **others: object) -> None:
+    if not isinstance(reservation, Reservation):
+        msg = f"reservation must be a localport Reservation or None, got {reservation!r}"
+        raise TypeError(msg)
+    given = [key for key, value in others.items() if value not in (None, "127.0.0.1")]
+    if given:
+        msg = f"reservation= already says where the server goes: do not pass {given[0]}= too"
+        raise ValueError(msg)
+    if reservation.released:
+        msg = "reservation was released: reserve again"
+        raise ValueError(msg)
+
+
+def _start(
+    arguments: Sequence[str],
+    reservation: Reservation,
+    *,
+    others: Mapping[str, Address],
+    variables: Sequence[str],
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    sink: Callable[[str], None] | None,
+) -> Child:
+    """Fill the placeholders and start the command (with its listening socket for ``{fd}``)."""
+    own = Address(reservation.port, reservation.url(), reservation.host)
+    listener = reservation.listen() if any(wants_fd(a) for a in arguments) else None
+    try:
+        fd = None if listener is None else listener.fileno()
+        command = [expand(a, own=own, others=others, fd=fd) for a in arguments]
+        environment = child_environment(env, dict.fromkeys(variables, str(reservation.port)))
+        try:
+            return Child(
+                command, cwd=cwd, env=environment, sink=sink, pass_fds=() if fd is None else (fd,)
+            )
+        except OSError as error:  # no such program, not executable, no such cwd
+            reason = f"could not be started: {error.strerror}: {command[0]!r}"
+            raise ServerStartError(reservation.port, reason, None, ()) from error
+    finally:
+        if listener is not None:
+            listener.close()  # the server has its own copy now
+
+
+def _line_writer(echo: IO[str]) -> Callable[[str], None]:
+    def write(line: str) -> None:
+        echo.write(line + "\n")
+        echo.flush()
+
+    return write
 
 
 def _wait_for(
-    server: Server, timeout: float, variable: str | None, stop_if: Callable[[], bool] | None
+    server: Server, readiness: Readiness, timeout: float, stop_if: Callable[[], bool] | None
 ) -> None:
-    port, host = server.port, server.host
-
-    def stopped() -> bool:
-        return stop_if is not None and stop_if()
-
-    try:
-        wait_until_listening(
-            port,
-            host=host,
-            timeout=timeout,
-            stop_if=lambda: server.poll() is not None or stopped(),
-        )
-    except WaitTimeoutError:
-        elsewhere = _listens_elsewhere(server)  # while it still runs
-        server.stop()
-        reason = f"did not listen on it within {timeout:g} s"
-        if elsewhere:
-            hint = f"{{port}} or ${variable}" if variable else "{port}"
-            reason += f"; it listens on {elsewhere} instead: pass {hint} to it"
-        raise ServerStartError(port, reason, None, server.output_tail) from None
-    if stopped():
-        server.stop()
-        raise ServerStartError(port, "was stopped before it listened", None, server.output_tail)
-    code = server.poll()
-    if code is not None:
-        server.stop()  # ends what it left running, which may hold its output pipe open
-        raise ServerStartError(
-            port, f"exited with code {code} before listening", code, server.output_tail
-        )
-    foreign = _foreign_listener(server)
-    if foreign:
-        raise ServerStartError(port, foreign, None, server.output_tail)
-
-
-def _tree(pid: int) -> set[int]:
-    """*pid* and its descendants."""
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        return {pid, *(child.pid for child in process.children(recursive=True))}
-    except psutil.Error:
-        return {pid}
-
-
-def _foreign_listener(server: Server) -> str:
-    """A sentence if the port's listener is not the launched process (or its children)."""
-    found = listening_sockets(server.port, server.host)
-    if not found:
-        return ""  # asked by connecting (not Linux): the listener cannot be named
-    from ._holders import pids_of
-
-    pids = pids_of(found)
-    if not pids or pids & _tree(server.pid):
-        return ""  # unknown owner (another user's), or ours
-    return (
-        f"did not listen on it: PID {min(pids)} does, not the launched command (PID "
-        f"{server.pid}); something outside localport bound the port by number"
-    )
-
-
-def _listens_elsewhere(server: Server) -> str:
-    """Where the launched command's process tree listens instead, if anywhere (Linux)."""
-    from ._holders import listening
-
-    try:
-        tree = _tree(server.pid)
-        places = sorted(
-            {
-                f"{holder.address_text}:{holder.local_address[1]}"
-                for holder in listening()
-                if holder.pid in tree and holder.local_address is not None
-            }
-        )
-    except (OSError, LocalportError):
-        return ""
-    return ", ".join(places)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = readiness.look()
+        if state is True:
+            return
+        if isinstance(state, Failure):
+            server.stop()  # ends what it left running, which may hold its output pipe open
+            raise ServerStartError(server.port, state.reason, state.exit_code, server.output_tail)
+        if stop_if is not None and stop_if():
+            server.stop()
+            raise ServerStartError(
+                server.port, "was stopped before it listened", None, server.output_tail
+            )
+        if time.monotonic() >= deadline:
+            failure = readiness.timed_out(timeout)  # while it still runs
+            server.stop()
+            raise ServerStartError(server.port, failure.reason, None, server.output_tail)
+        time.sleep(_POLL)

@@ -7,6 +7,7 @@ explains an explicit port that is busy.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -19,6 +20,7 @@ from ._candidate import RETRY, Candidate, Outcome, Refusal, describe_refusal
 from ._errors import NoFreePortError, PortInUseError
 from ._explain import explain
 from ._ranges import candidates
+from ._registry import sticky_key
 from ._reservation import Reservation
 
 if TYPE_CHECKING:
@@ -33,10 +35,11 @@ if TYPE_CHECKING:
 _random = random.SystemRandom()
 
 
-def sticky_port(name: str, port_range: tuple[int, int]) -> int:
-    """The port a name hashes to: the same on every run and every machine."""
+def sticky_port(key: str, port_range: tuple[int, int]) -> int:
+    """The port a name (its :func:`~localport._registry.sticky_key`) hashes to: the same on
+    every run and every machine, and for a scoped name, different in every project directory."""
     low, high = port_range
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
     return low + int.from_bytes(digest[:8], "big") % (high - low + 1)
 
 
@@ -49,9 +52,6 @@ class Picker:
         self.candidate = Candidate(request, registry)
         #: Ports refused during this call, for NoFreePortError.
         self.refused: set[int] = set()
-        #: The name's recorded port, once read (read again only if this call never did).
-        self._recorded: int | None = None
-        self._recorded_read = False
 
     def attempt(self, port: int, *, explicit: bool, sticky: bool) -> Outcome:
         return self.candidate.attempt(port, explicit=explicit, sticky=sticky)
@@ -74,11 +74,17 @@ class Picker:
 
     def _sticky_ports(self, port_range: tuple[int, int]) -> list[int]:
         """A name's own ports, to try first: the last one recorded, then its hash."""
-        name = self.request.name
+        name, scope = self.request.name, self.request.scope
         if name is None:
             return []
-        self._recorded, self._recorded_read = self.registry.recorded_port(name), True
-        return _in_range(port_range, self._recorded, sticky_port(name, port_range))
+        hashed = sticky_port(sticky_key(name, scope), port_range)
+        return _in_range(port_range, self._recorded, hashed)
+
+    @functools.cached_property
+    def _recorded(self) -> int | None:
+        """The name's recorded port, read once per call."""
+        name = self.request.name
+        return None if name is None else self.registry.recorded_port(name, self.request.scope)
 
     def _walk(self, sticky: Sequence[int], exclude: int | None) -> Iterator[int]:
         """The sticky ports, then the range (see :func:`localport._ranges.candidates`)."""
@@ -184,9 +190,8 @@ class Picker:
         name = self.request.name
         if name is None:
             return reservation
-        recorded = self._recorded if self._recorded_read else self.registry.recorded_port(name)
-        if recorded != port:
-            self.registry.record_port(name, port)
+        if self._recorded != port:
+            self.registry.record_port(name, port, scope=self.request.scope, host=self.request.host)
         return reservation
 
 

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
 
     from ._lockfile import LockedPort
 
-__all__ = ["Registry", "ReservationInfo", "default_lock_dir", "info_from_record", "lease_live"]
+__all__ = [
+    "NameRecord",
+    "Registry",
+    "ReservationInfo",
+    "default_lock_dir",
+    "info_from_record",
+    "lease_live",
+    "sticky_key",
+]
 
 _LOCK_PREFIX = "port-"
 _LOCK_SUFFIX = ".lock"
@@ -56,6 +64,9 @@ class ReservationInfo:
         users leave the port alone until this time (seconds since the epoch).
     :ivar guarded: whether a guard socket holds the port against outgoing connections.
     :ivar lock_path: the lock file.
+    :ivar scope: the project directory the sticky name belongs to, or ``None``.
+
+        .. versionadded:: 0.2.0
     :ivar compromised: the reservation still lives, but its lock file was deleted or replaced
         (by another user of a shared directory, or a clean-up script): the port is no longer
         protected by the file, only by localport's claim (see the concepts page). Its other
@@ -75,7 +86,24 @@ class ReservationInfo:
     lease_until: float | None
     guarded: bool
     lock_path: str
+    scope: str | None = None
     compromised: bool = False
+
+
+def sticky_key(name: str, scope: str | None) -> str:
+    """What a sticky name is known by: the name alone, or, scoped to a project directory,
+    the directory and the name (NUL cannot occur in either)."""
+    return name if scope is None else f"{scope}\x00{name}"
+
+
+@dataclass(frozen=True)
+class NameRecord:
+    """The port last reserved under a sticky name, as its name file remembers it."""
+
+    name: str
+    port: int
+    host: str
+    scope: str | None
 
 
 class Registry:
@@ -159,35 +187,41 @@ class Registry:
 
     # -- sticky names --------------------------------------------------------------------------
 
-    def _name_path(self, name: str) -> str:
+    def _name_path(self, key: str) -> str:
         import hashlib  # sticky names only: most commands never need it
 
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return os.path.join(self.path, f"name-{digest}.json")
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return os.path.join(self.path, f"{_NAME_PREFIX}{digest}{_NAME_SUFFIX}")
 
-    def recorded_port(self, name: str) -> int | None:
-        """The port last reserved under *name*, if one was recorded."""
-        try:
-            fd = os.open(self._name_path(name), _READ_FLAGS)
-        except OSError:
+    def recorded_port(self, name: str, scope: str | None = None) -> int | None:
+        """The port last reserved under *name* (in *scope*), if one was recorded."""
+        found = _read_name_file(self._name_path(sticky_key(name, scope)))
+        if found is None or found.name != name or found.scope != scope:
             return None
-        try:
-            record = parse_record(os.read(fd, RECORD_LIMIT))
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        if record is None or record.get("name") != name:
-            return None
-        port = record.get("port")
-        return port if isinstance(port, int) and not isinstance(port, bool) else None
+        return found.port
 
-    def record_port(self, name: str, port: int) -> None:
+    def recorded_names(self, scope: str | None) -> list[NameRecord]:
+        """Every sticky name recorded in *scope*, sorted by name."""
+        try:
+            files = os.listdir(self.path)
+        except OSError:
+            return []
+        found = []
+        for file_name in files:
+            if file_name.startswith(_NAME_PREFIX) and file_name.endswith(_NAME_SUFFIX):
+                record = _read_name_file(os.path.join(self.path, file_name))
+                if record is not None and record.scope == scope:
+                    found.append(record)
+        return sorted(found, key=lambda record: record.name)
+
+    def record_port(
+        self, name: str, port: int, *, scope: str | None = None, host: str = "127.0.0.1"
+    ) -> None:
         """Remember *port* for *name*: written to a new file, then renamed over the old one."""
-        final = self._name_path(name)
+        final = self._name_path(sticky_key(name, scope))
         import tempfile
 
-        data = json.dumps({"name": name, "port": port}).encode()
+        data = json.dumps({"name": name, "port": port, "scope": scope, "host": host}).encode()
         try:
             fd, temporary = tempfile.mkstemp(prefix=".name-", dir=self.path)
         except OSError:
@@ -206,6 +240,36 @@ class Registry:
                 os.unlink(temporary)
 
 
+_NAME_PREFIX = "name-"
+_NAME_SUFFIX = ".json"
+
+
+def _read_name_file(path: str) -> NameRecord | None:
+    """A name file's record, or ``None`` if it is missing or not one (any user may write
+    one in a shared directory: every field is checked)."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        record = parse_record(os.read(fd, RECORD_LIMIT))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if record is None:
+        return None
+    name, port, scope = record.get("name"), record.get("port"), record.get("scope")
+    if not isinstance(name, str) or not 0 < len(name) <= _TEXT_LIMIT:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        return None
+    if scope is not None and (not isinstance(scope, str) or len(scope) > _SCOPE_TEXT_LIMIT):
+        return None
+    host = _text(record.get("host"), "127.0.0.1") or "127.0.0.1"
+    return NameRecord(name=name, port=port, host=host, scope=scope)
+
+
 @functools.lru_cache(maxsize=64)
 def _claim_prefix(path: str) -> str:
     """Computed once per directory and process: ``reserve()`` opens its registry on every call."""
@@ -220,6 +284,7 @@ def _claim_prefix(path: str) -> str:
 _PID_LIMIT = 2**31 - 1
 _TIME_LIMIT = 2**35  # seconds since the epoch: about the year 3058, which localtime() handles
 _TEXT_LIMIT = 256
+_SCOPE_TEXT_LIMIT = 4096
 
 
 def _time(value: object) -> float | None:
@@ -229,8 +294,8 @@ def _time(value: object) -> float | None:
     return float(value) if 0 <= value < _TIME_LIMIT else None
 
 
-def _text(value: object, default: str | None) -> str | None:
-    return value if isinstance(value, str) and len(value) <= _TEXT_LIMIT else default
+def _text(value: object, default: str | None, limit: int = _TEXT_LIMIT) -> str | None:
+    return value if isinstance(value, str) and len(value) <= limit else default
 
 
 def lease_live(record: dict[str, Any], now: float) -> bool:
@@ -259,4 +324,5 @@ def info_from_record(port: int, record: dict[str, Any], path: str) -> Reservatio
         lease_until=_time(record.get("lease_until")) if released else None,
         guarded=record.get("guarded") is True,
         lock_path=path,
+        scope=_text(record.get("scope"), None, _SCOPE_TEXT_LIMIT),
     )

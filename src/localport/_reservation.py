@@ -49,6 +49,11 @@ class _LiveSet:
         with self._mutex:
             self._reservations.discard(reservation)
 
+    def holding(self, port: int) -> Reservation | None:
+        """This process's live reservation of *port*, if any."""
+        with self._mutex:
+            return next((r for r in self._reservations if r.port == port), None)
+
     def release_all(self) -> None:
         with self._mutex:
             pending = list(self._reservations)

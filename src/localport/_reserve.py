@@ -39,6 +39,7 @@ def reserve(
     guard: bool = True,
     lock_dir: str | os.PathLike[str] | None = None,
     reuse_address: bool | None = None,
+    scope: str | os.PathLike[str] | None = None,
 ) -> Reservation:
     """Reserve a free local port for this process.
 
@@ -67,6 +68,12 @@ def reserve(
         ``LOCALPORT_REUSEADDR`` environment variable (``1`` is on), else off.
 
         .. versionadded:: 0.2.0
+    :param scope: the project directory *name* belongs to (see :func:`project_directory`):
+        each directory has its own ports for the same name, so two checkouts of a project
+        never move each other's. ``None`` (the default): the name is shared by the whole lock
+        directory.
+
+        .. versionadded:: 0.2.0
     :returns: a :class:`Reservation`, held until released or the process exits.
     :raises PortInUseError: *port* is taken (and *fallback* is false).
     :raises NoFreePortError: every port of the range is taken.
@@ -84,6 +91,7 @@ def reserve(
         guard=guard,
         lock_dir=lock_dir,
         reuse_address=reuse_address,
+        scope=scope,
     )
     return Picker(request, Registry.open(request.lock_dir)).one()
 
@@ -99,6 +107,7 @@ def reserve_many(
     guard: bool = True,
     lock_dir: str | os.PathLike[str] | None = None,
     reuse_address: bool | None = None,
+    scope: str | os.PathLike[str] | None = None,
 ) -> ReservationGroup:
     """Reserve *count* ports at once; all or none.
 
@@ -124,6 +133,7 @@ def reserve_many(
         guard=guard,
         lock_dir=lock_dir,
         reuse_address=reuse_address,
+        scope=scope,
     )
     low, high = request.port_range
     if count > high - low + 1:

@@ -33,9 +33,6 @@ class Linux(Portable):
     """Answers from the kernel: sock_diag and ``/proc``."""
 
     name = "linux"
-    #: Start times are boot time plus clock ticks (10 ms): a PID reused a tick later is
-    #: another process. (A second of slack let `kill` signal a PID reused within a second.)
-    start_tolerance = 0.005
 
     def __init__(self) -> None:
         super().__init__()
@@ -112,6 +109,15 @@ class Linux(Portable):
             username=username(owner),
             started=self.process_start_time(pid),
         )
+
+    def same_process(self, pid: int, started: float | None) -> bool:
+        """Start times here are boot time plus clock ticks (10 ms), read the same way each
+        time: they must agree within 5 ms. (A second of slack let `kill` signal a PID reused
+        within a second.)"""
+        if not self.pid_alive(pid):
+            return False
+        now = self.process_start_time(pid)
+        return started is None or now is None or abs(now - started) < 0.005
 
     def process_start_time(self, pid: int) -> float | None:
         try:

@@ -65,12 +65,15 @@ class Portable:
     process_groups = True
     #: Whether a command given as one string is split with POSIX shell rules.
     posix_shell_words = True
-    start_tolerance = 1.0  #: seconds two readings of a start time may differ (psutil rounds)
     #: The signal that cannot be ignored (SIGKILL where it exists).
     kill_signal: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
 
     def __init__(self) -> None:
         self._own_start: tuple[int, float | None] | None = None
+
+    def shell(self, line: str) -> list[str]:
+        """The command that runs *line* in the system's shell (a Procfile line)."""
+        return ["/bin/sh", "-c", line]
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -140,11 +143,11 @@ class Portable:
 
     def same_process(self, pid: int, started: float | None) -> bool:
         """Whether *pid* still names the process started at *started* (not a new one with
-        its number): known start times must agree within :attr:`start_tolerance`."""
+        its number): known start times must agree within a second (psutil rounds them)."""
         if not self.pid_alive(pid):
             return False
         now = self.process_start_time(pid)
-        return started is None or now is None or abs(now - started) < self.start_tolerance
+        return started is None or now is None or abs(now - started) < 1.0
 
     def username(self, uid: int) -> str | None:
         """The login name of *uid*, or ``None`` where there is none."""
@@ -169,13 +172,10 @@ class Portable:
         return None
 
     def claim(self, name: str) -> socket.socket | None:
-        """Claim *name* while the returned socket is open (see ``Registry.claim``); ``None``
-        where there are no claims. :raises FileExistsError: another socket holds it."""
-        return None
+        """Hold claim *name* while the socket is open (``Registry.claim``); ``None``: none."""
 
     def claims(self, prefix: str) -> dict[str, int] | None:
         """Live claims whose name starts with *prefix* (name -> socket inode), or ``None``."""
-        return None
 
     def read_open_file(self, pid: int, name: str) -> bytes | None:
         """The start of a file *name* that *pid* holds open, even deleted; ``None`` if unknown."""

@@ -27,6 +27,9 @@ class Windows(Portable):
     process_groups = False
     posix_shell_words = False
 
+    def shell(self, line: str) -> list[str]:
+        return [os.environ.get("COMSPEC", "cmd.exe"), "/d", "/c", line]
+
     def pid_alive(self, pid: int) -> bool:
         import psutil
 

@@ -20,6 +20,7 @@ from .. import _platform
 from .._candidate import Request
 from .._errors import AddressNotAvailableError, LocalportError, LockDirError
 from .._listing import reservation_at
+from .._project import project_directory
 from .._registry import Registry
 from .._reserve import reserve
 from .._wait import is_listening
@@ -41,10 +42,14 @@ if TYPE_CHECKING:
 
 def reserve_command(arguments: argparse.Namespace) -> int:
     proto: Literal["tcp", "udp"] = "udp" if arguments.udp else "tcp"
+    # A name belongs to the project, as for run --name and up: the same port as theirs.
+    scope = None if arguments.name is None else project_directory()
     if arguments.hold is not None:
-        report = _start_holder(arguments, proto)
+        report = _start_holder(arguments, proto, scope)
     else:
-        with reserve(arguments.port, name=arguments.name, host=arguments.host, proto=proto) as r:
+        with reserve(
+            arguments.port, name=arguments.name, host=arguments.host, proto=proto, scope=scope
+        ) as r:
             report = {"port": r.port, "host": r.host, "proto": r.proto, "name": r.name}
             report.update(url=r.url(), holder_pid=None, hold_seconds=None)
     if arguments.json:
@@ -54,7 +59,7 @@ def reserve_command(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _start_holder(arguments: argparse.Namespace, proto: str) -> dict[str, Any]:
+def _start_holder(arguments: argparse.Namespace, proto: str, scope: str | None) -> dict[str, Any]:
     """Start the background holder and return what it reported (port, pid...)."""
     if not hasattr(os, "fork"):
         msg = "--hold needs a POSIX system (fork); on Windows, keep a Python process holding it"
@@ -70,6 +75,7 @@ def _start_holder(arguments: argparse.Namespace, proto: str) -> dict[str, Any]:
         guard=True,
         lock_dir=None,
         reuse_address=None,
+        scope=scope,
     )
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "localport", HOLD_COMMAND]
@@ -79,6 +85,8 @@ def _start_holder(arguments: argparse.Namespace, proto: str) -> dict[str, Any]:
         command += ["--port", str(arguments.port)]
     if arguments.name is not None:
         command += ["--name", arguments.name]
+    if scope is not None:
+        command += ["--scope", scope]
     pid = os.fork()
     if pid == 0:  # the child: start the holder in a session of its own, then leave
         try:
@@ -109,7 +117,11 @@ def hold_command(arguments: argparse.Namespace) -> int:
     report_fd = arguments.report_fd
     try:
         reservation = reserve(
-            arguments.port, name=arguments.name, host=arguments.host, proto=arguments.proto
+            arguments.port,
+            name=arguments.name,
+            host=arguments.host,
+            proto=arguments.proto,
+            scope=arguments.scope,
         )
     except (LocalportError, OSError, ValueError, TypeError) as error:
         if isinstance(error, LockDirError):

@@ -134,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  PORT=$(localport reserve --name api --hold 30)",
     )
     reserve.add_argument("port", nargs="?", type=port_type, help="this port instead of a free one")
-    reserve.add_argument("--name", help="sticky name: the same port next time while free")
+    reserve.add_argument(
+        "--name",
+        help="sticky name, scoped to this project (as for run and up): the same port next "
+        "time while free",
+    )
     reserve.add_argument("--udp", action="store_true", help="reserve for UDP instead of TCP")
     reserve.add_argument("--host", default="127.0.0.1", help="the address the server binds")
     reserve.add_argument(
@@ -186,14 +190,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     release.add_argument("port", type=port_type)
 
+    _add_launchers(command)
+
+    hold = commands.add_parser(HOLD_COMMAND)  # the background holder of `reserve --hold`
+    hold.add_argument("--port", type=port_type)
+    hold.add_argument("--name")
+    hold.add_argument("--scope")
+    hold.add_argument("--host", default="127.0.0.1")
+    hold.add_argument("--proto", default="tcp")
+    hold.add_argument("--seconds", type=seconds_type, required=True)
+    hold.add_argument("--report-fd", type=int, required=True)
+    return parser
+
+
+def _seconds(parser: argparse.ArgumentParser, option: str, default: float, what: str) -> None:
+    """An option that takes a number of seconds."""
+    parser.add_argument(
+        option,
+        type=seconds_type,
+        default=default,
+        metavar="SECONDS",
+        help=f"{what} (default {default:g})",
+    )
+
+
+def _add_launchers(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """The commands that start servers (run, up) and the ones beside them (ports, wait)."""
     run = command(
         "run",
         "start a dev server on a reserved port",
-        "Reserve a port, start CMD with {port}, {host} and {url} replaced and PORT set, wait "
-        "until it listens, print its URL, and pass Ctrl-C and SIGTERM on to it, e.g.\n"
-        "  localport run -- python -m http.server {port} --bind 127.0.0.1",
+        "Reserve a port, start CMD with its placeholders replaced and PORT set, wait until it "
+        "listens, print its URL, and pass Ctrl-C and SIGTERM on to it, e.g.\n"
+        "  localport run -- python -m http.server {port} --bind 127.0.0.1\n"
+        "  localport run --name api -- uvicorn app:app --fd {fd}\n"
+        "  localport run --name web -- npm run dev -- --port {port} --api {url:api}\n\n"
+        "placeholders:\n"
+        "  {port} {host} {url}   the server's own port, address and URL\n"
+        "  {fd}                  a socket already listening on the port, inherited\n"
+        "  {port:NAME} {url:NAME}  the port and URL of the server run --name NAME started\n"
+        "                        in this project (the directory with the Procfile, else the\n"
+        "                        git checkout, else the current directory)",
     )
-    run.add_argument("--name", help="sticky name: the same port on the next run while free")
+    run.add_argument(
+        "--name",
+        help="sticky name, scoped to this project: the same port on the next run while free",
+    )
     run.add_argument("--port", type=port_type, help="this port instead of a free one")
     run.add_argument("--host", default="127.0.0.1", help="the address the server binds")
     run.add_argument(
@@ -204,17 +245,63 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="also set VAR to the port",
     )
-    run.add_argument("--ready-timeout", type=seconds_type, default=30.0, metavar="SECONDS")
+    _seconds(run, "--ready-timeout", 30.0, "how long the server may take to listen")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
 
-    hold = commands.add_parser(HOLD_COMMAND)  # the background holder of `reserve --hold`
-    hold.add_argument("--port", type=port_type)
-    hold.add_argument("--name")
-    hold.add_argument("--host", default="127.0.0.1")
-    hold.add_argument("--proto", default="tcp")
-    hold.add_argument("--seconds", type=seconds_type, required=True)
-    hold.add_argument("--report-fd", type=int, required=True)
-    return parser
+    up = command(
+        "up",
+        "start the services of a Procfile, on stable ports",
+        "Start every service of a Procfile (or the SERVICEs named). A service whose command "
+        "mentions {port}, {url}, {fd}, $PORT or ${PORT} is a server: it gets a port of its "
+        "own, stable across restarts and different in each checkout of the project, and is "
+        "waited for until it listens. Every command may use {port}, {url}, {host}, {fd}, and "
+        "{port:NAME}, {url:NAME} of another server; every service gets NAME_PORT and "
+        "NAME_URL for each server. Output lines are prefixed with the service's name. Ctrl-C "
+        "or SIGTERM stops everything; so does any service exiting (up exits with its code).",
+    )
+    up.add_argument(
+        "services", nargs="*", metavar="SERVICE", help="start only these (default: all)"
+    )
+    up.add_argument(
+        "-f",
+        "--file",
+        default="Procfile",
+        metavar="PROCFILE",
+        help="the Procfile (default ./Procfile); a .env beside it is loaded",
+    )
+    up.add_argument("--host", default="127.0.0.1", help="the address the servers bind")
+    _seconds(up, "--ready-timeout", 30.0, "how long the servers may take to listen")
+    _seconds(up, "--timeout", 5.0, "when stopping, how long a service has after SIGTERM")
+
+    ports = command(
+        "ports",
+        "show the project's port assignments",
+        "Show each server of the project's Procfile (or each name recorded for this project "
+        "by run --name or up) with its port, URL, and whether it is listening, reserved or "
+        "free now. --format env prints NAME_PORT= and NAME_URL= lines for a shell or a .env "
+        "file; markdown, a table for a README.",
+    )
+    ports.add_argument(
+        "-f", "--file", metavar="PROCFILE", help="the Procfile (default: the project's)"
+    )
+    ports.add_argument(
+        "--format",
+        choices=("table", "env", "json", "markdown"),
+        default="table",
+        help="output format (default table)",
+    )
+
+    wait = command(
+        "wait",
+        "wait until a port is listened on (or, with --free, let go)",
+        "Wait until a TCP server listens on PORT where clients of --host reach it (or, with "
+        "--free, until nothing holds PORT). Exits 0 when it happened, 8 when the time ran out.",
+    )
+    wait.add_argument("port", type=port_type)
+    wait.add_argument("--host", default="127.0.0.1", help="the address clients connect to")
+    _seconds(wait, "--timeout", 30.0, "how long to wait")
+    wait.add_argument("--free", action="store_true", help="wait until the port is let go")
+    wait.add_argument("--udp", action="store_true", help="with --free: a UDP port")
 
 
 #: Each command's module (in this package) and function; imported only when it runs.
@@ -226,6 +313,9 @@ _HANDLERS = {
     "list": ("_show", "list_command"),
     "kill": ("_kill", "kill_command"),
     "run": ("_run", "run_command"),
+    "up": ("_up", "up_command"),
+    "ports": ("_ports", "ports_command"),
+    "wait": ("_wait", "wait_command"),
 }
 
 
@@ -257,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ServerStartError as error:
         # One line: the server's last output, which the message carries too, was on stdout.
-        say(str(error).split("\n", 1)[0])
+        say(error.summary)
         return EXIT_START_FAILED
     except (ValueError, TypeError) as error:
         say(str(error))

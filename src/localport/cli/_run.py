@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING
 
 from .._errors import ServerStartError
 from .._launch import Server, launch
+from .._project import project_directory
 from ._render import say
 from ._shared import EXIT_USAGE, CommandError
 
@@ -58,6 +59,7 @@ def run_command(arguments: argparse.Namespace) -> int:
                     ready_timeout=arguments.ready_timeout,
                     echo=sys.stdout,
                     stop_if=lambda: bool(pending),
+                    scope=project_directory(),
                 )
         except ServerStartError:
             if pending:  # launch() stopped the server because of the signal
