@@ -244,7 +244,8 @@ def test_release_signals_only_a_pid_the_kernel_says_holds_the_lock(spawn: Any) -
 
         refused = run("release", str(forged_port))
         assert refused.returncode == 4, refused.stderr
-        assert "kernel says" in refused.stderr
+        # Named by the kernel's lock table: the forger, not the PID its record names.
+        assert f"reserved by PID {forger.pid}" in refused.stderr
         os.kill(holder_pid, 0)  # the genuine holder was not signalled
 
         released = run("release", str(genuine["port"]))  # and the genuine one is released
@@ -348,3 +349,39 @@ def test_a_unix_socket_at_a_lock_path_is_skipped_by_walks_and_refused_by_number(
         assert "Traceback" not in who.stderr
     finally:
         planted.close()
+
+
+def test_who_list_and_kill_name_the_lock_holder_never_a_pid_a_record_names(spawn: Any) -> None:
+    port = 29856
+    victim = spawn("import json, sys; print(json.dumps('up'), flush=True); sys.stdin.read()")
+    assert victim.read() == "up"
+    # The lock holder (any co-user of a shared directory could be one) writes the victim's
+    # PID into its record. It keeps no guard socket, so only the record speaks for it.
+    forger = spawn(
+        """
+        import json, os, sys
+        import localport
+        reservation = localport.reserve(int(sys.argv[1]), guard=False)
+        record = {"pid": int(sys.argv[2]), "created": 1.0, "released": None,
+                  "port": reservation.port, "proto": "tcp", "host": "127.0.0.1"}
+        fd = os.open(reservation.lock_path, os.O_WRONLY)
+        os.pwrite(fd, json.dumps(record).encode().ljust(512), 0)
+        os.close(fd)
+        print(json.dumps("forged"), flush=True)
+        sys.stdin.read()
+        """,
+        str(port),
+        str(victim.pid),
+    )
+    assert forger.read() == "forged"
+
+    assert [(info.port, info.pid) for info in localport.reservations()] == [(port, forger.pid)]
+    assert {h.pid for h in localport.who_holds(port)} == {forger.pid}
+    listed = json.loads(run("list", "--json").stdout)["reservations"]
+    assert [entry["pid"] for entry in listed] == [forger.pid]
+
+    killed = run("kill", str(port), "--yes")
+    assert killed.returncode == 0, killed.stderr
+    assert f"stopped PID {forger.pid}" in killed.stdout + killed.stderr
+    assert victim.process.poll() is None  # the PID the record named was never signalled
+    assert forger.process.wait(10) != 0

@@ -112,7 +112,32 @@ def reservation_at(registry: Registry, port: int) -> ReservationInfo | None:
         return None  # never used, released, or locked by a holder not yet described
     if not is_reserved(registry, port, now):
         return None
-    return info_from_record(port, record, registry.lock_path(port))
+    info = info_from_record(port, record, registry.lock_path(port))
+    if info is None or record.get("released") is not None:
+        return info  # a lease: nobody holds the lock
+    return _as_the_kernel_says(info)
+
+
+def _as_the_kernel_says(info: ReservationInfo) -> ReservationInfo | None:
+    """*info* naming the PID the kernel's lock table says holds its lock file.
+
+    A record is written by whoever holds the lock, in a shared directory any user, and may
+    name any PID: shown by ``who`` or signalled by ``kill`` on its word, it would point at an
+    innocent process. Unchanged where the system does not say (not Linux); ``None`` when
+    nobody holds the lock (any more).
+    """
+    try:
+        file = os.lstat(info.lock_path)
+    except OSError:
+        return info
+    holders = _platform.system.lock_holders(file.st_dev, file.st_ino)
+    if holders is None or info.pid in holders:
+        return info
+    if not holders:
+        return None
+    pid = min(holders)
+    started = _platform.system.process_start_time(pid)
+    return dataclasses.replace(info, pid=pid, process_started=started)
 
 
 def live(registry: Registry) -> list[ReservationInfo]:
@@ -138,6 +163,8 @@ def live(registry: Registry) -> list[ReservationInfo]:
             alive = not released and record_process_alive(record)
         if alive or (released and lease_live(record, now)):
             info = info_from_record(port, record, entry.path)
+            if info is not None and alive and held is not None:
+                info = _as_the_kernel_says(info)
             if info is not None:
                 result.append(info)
     lost = compromised(registry)
