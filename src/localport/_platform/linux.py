@@ -202,7 +202,10 @@ def _flock_holders() -> dict[tuple[int, int, int], set[int]] | None:
 def _claim(name: str) -> socket.socket | None:
     """An abstract Unix socket name: no file that anyone could delete, freed by the kernel
     when its last descriptor closes (the process's death included)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError:
+        return None  # no descriptor left, or no Unix sockets: reserve without a claim
     try:
         sock.bind("\0" + name)
     except OSError as error:
