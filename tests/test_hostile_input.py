@@ -385,3 +385,34 @@ def test_who_list_and_kill_name_the_lock_holder_never_a_pid_a_record_names(spawn
     assert f"stopped PID {forger.pid}" in killed.stdout + killed.stderr
     assert victim.process.poll() is None  # the PID the record named was never signalled
     assert forger.process.wait(10) != 0
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
+def test_who_explains_a_port_whose_lock_path_is_not_a_usable_lock_file(
+    lock_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    port = {"directory": 29857, "fifo": 29858, "symlink": 29859}[kind]
+    planted = lock_dir / f"port-{port}.lock"
+    if kind == "directory":
+        planted.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(planted)
+    else:
+        planted.symlink_to(tmp_path / "elsewhere")
+    shown = {"directory": "a directory", "fifo": "a FIFO", "symlink": "a symbolic link"}[kind]
+
+    text = run("who", str(port))
+    assert text.returncode == 0, text.stderr
+    assert f"lock file {planted} is {shown}" in text.stdout
+    assert "will not reserve this port until it is removed" in text.stdout
+    report = json.loads(run("who", "--json", str(port)).stdout)
+    assert shown in report["unusable_lock_file"]
+    assert localport.is_free(port) is False
+
+
+def test_who_says_nothing_of_lock_files_when_the_lock_path_is_fine() -> None:
+    port = 29852
+    localport.reserve(port).release()  # a lock file, not held
+    report = json.loads(run("who", "--json", str(port)).stdout)
+    assert report["unusable_lock_file"] is None
+    assert report["in_use"] is False

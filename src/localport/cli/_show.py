@@ -34,6 +34,7 @@ def who_command(arguments: argparse.Namespace) -> int:
     proto: SocketProto = "udp" if arguments.udp else "tcp"
     holders = who_holds(port, proto=proto)
     lost = _compromised(port)
+    planted = _unusable_lock_file(port)
     explanation = (
         f"port {port} is in use {explain(port, holders, instead=USE_ANOTHER_PORT)}"
         if holders
@@ -53,17 +54,20 @@ def who_command(arguments: argparse.Namespace) -> int:
                 "holders": [holder_json(h) for h in shown],
                 "time_wait": time_wait,
                 "compromised_reservation": None if lost is None else reservation_json(lost),
+                "unusable_lock_file": planted,
             }
         )
-        return EXIT_OK if holders or lost else EXIT_NO
+        return EXIT_OK if holders or lost or planted else EXIT_NO
     if lost is not None:
         print(
             f"port {port} is reserved by PID {lost.pid or '?'}, but its lock file was deleted "
             f"or replaced (a compromised reservation)\n{LOST_FILE_ADVICE}\n"
         )
+    if planted is not None:
+        print(printable(planted))
     if not holders:
         print(f"nothing holds port {port} ({proto})")
-        return EXIT_OK if lost else EXIT_NO
+        return EXIT_OK if lost or planted else EXIT_NO
     if shown:
         table(holder_rows(shown), sys.stdout)
     if len(shown) < len(holders):
@@ -84,6 +88,37 @@ LOST_FILE_ADVICE = (
     "a COMPROMISED reservation lost its lock file (someone deleted or replaced it): other "
     "localport users may not see it; its holder should release it and reserve again"
 )
+
+
+def _unusable_lock_file(port: int) -> str | None:
+    """Why the port's lock path keeps reserve() off the port, when something other than a
+    lock file localport can use sits there (planted, or left by a damaged disk)."""
+    import os
+    import stat
+
+    from .._registry import Registry
+
+    try:
+        path = Registry.open(None, write=False).lock_path(port)
+        info = os.lstat(path)
+    except (LocalportError, OSError):
+        return None
+    mode = info.st_mode
+    kinds = [
+        (stat.S_ISLNK(mode), "a symbolic link"),
+        (stat.S_ISDIR(mode), "a directory"),
+        (stat.S_ISFIFO(mode), "a FIFO"),
+        (stat.S_ISSOCK(mode), "a socket"),
+        (stat.S_ISREG(mode) and info.st_nlink > 1, "a file with another hard link"),
+        (not stat.S_ISREG(mode), "not a regular file"),
+    ]
+    kind = next((text for matches, text in kinds if matches), None)
+    if kind is None:
+        return None
+    return (
+        f"port {port}'s lock file {path} is {kind} (uid {info.st_uid}): localport will not "
+        "reserve this port until it is removed"
+    )
 
 
 def _compromised(port: int) -> ReservationInfo | None:
