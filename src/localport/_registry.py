@@ -71,7 +71,8 @@ class ReservationInfo:
         (by another user of a shared directory, or a clean-up script): the port is no longer
         protected by the file, only by localport's claim (see the concepts page). Its other
         fields come from the lost file when its holder's descriptors can be read, else
-        they are placeholders (``proto`` ``"tcp"``, ``host`` ``""``, ``created`` 0).
+        they are placeholders (``proto`` ``"tcp"``, ``host`` ``""``, ``created`` 0, and
+        ``pid`` 0 when the holder is another user's process and you are not root).
 
         .. versionadded:: 0.2.0
     """
