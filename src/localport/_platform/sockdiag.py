@@ -157,7 +157,11 @@ def _dump(
                         remote=(remote_host, remote_port) if connected else None,
                         uid=uid,
                         inode=inode,
-                        v6only=_v6only(data, body + _MESSAGE.size, offset + length),
+                        v6only=(
+                            _v6only(data, body + _MESSAGE.size, offset + length)
+                            if msg_family == socket.AF_INET6
+                            else None
+                        ),
                     )
                 )
             offset += (length + 3) & ~3
