@@ -259,3 +259,30 @@ def test_spawn_as_runs_as_the_user_it_names(spawn_as: Callable[..., Any], top: P
         USER_B, "import json, os; print(json.dumps([os.getuid(), os.getgid()]))", lock_dir=top
     )
     assert child.read() == [USER_B, USER_B]
+
+
+def test_a_lock_file_another_user_keeps_private_spoils_only_that_port(top: Path) -> None:
+    # Not made by localport: mode 0600, so no co-user can open it to lock it (EACCES).
+    top.chmod(0o755)
+    shared = shared_dir(top)
+    port, other = 29823, 29824
+    private = shared / f"port-{port}.lock"
+    run_as(
+        USER_A,
+        "import os, sys; os.close(os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o600))",
+        str(private),
+    )
+    code = """
+        import sys
+        import localport
+        low, high = int(sys.argv[1]), int(sys.argv[2])
+        print(localport.reserve(port_range=(low, high)).port)
+        try:
+            localport.reserve(low)
+        except localport.LockDirError as error:
+            print(error.reason)
+    """
+    walked, refused = run_as(USER_B, code, str(port), str(other), lock_dir=shared).splitlines()
+    assert walked == str(other)
+    assert f"port-{port}.lock cannot be used" in refused
+    assert "Permission denied" in refused
