@@ -123,6 +123,17 @@ class Linux(Portable):
             started=self.process_start_time(pid),
         )
 
+    def namespace_parents(self, pid: int) -> set[int]:
+        """Same ``/proc/PID/ns/net`` link, same namespace; our own namespace is not asked
+        about (every process would answer)."""
+        try:
+            wanted = os.readlink(f"/proc/{pid}/ns/net")
+            if wanted == os.readlink("/proc/self/ns/net"):
+                return set()
+        except OSError:
+            return set()
+        return {_parent(other) for other in _all_pids() if _in_namespace(other, wanted)} - {0}
+
     def process_start_time(self, pid: int) -> float | None:
         try:
             with open(f"/proc/{pid}/stat", "rb") as file:
@@ -173,6 +184,22 @@ def _all_pids() -> list[int]:
         return [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
         return []
+
+
+def _in_namespace(pid: int, namespace: str) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") == namespace
+    except OSError:
+        return False
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _scan_order(hints: Iterable[int], uid: int | None) -> Iterable[int]:

@@ -149,6 +149,11 @@ class Portable:
         """The login name of *uid*, or ``None`` where there is none."""
         return username(uid)
 
+    def namespace_parents(self, pid: int) -> set[int]:
+        """Parents of the other processes in *pid*'s network namespace: how a rootless
+        container's port forwarder leads to the container's ``conmon``. Linux only."""
+        return set()
+
     def signal_group(self, process: subprocess.Popen[bytes], signum: int) -> None:
         """Send *signum* to a started server's whole process group."""
         with contextlib.suppress(OSError):  # gone already, or not ours to signal
