@@ -310,13 +310,20 @@ def _from_listing(
         published = [p for p in published if p.get("Type", "tcp") == proto]
         settings = item.get("NetworkSettings")
         networks = settings.get("Networks") if isinstance(settings, dict) else None
-        addresses = [n.get("IPAddress") for n in (networks or {}).values() if isinstance(n, dict)]
+        networks = networks if isinstance(networks, dict) else {}
+        addresses = [n.get("IPAddress") for n in networks.values() if isinstance(n, dict)]
         inner = forwarder.inner_address
-        if not published or not any(
-            inner is None or inner == _joined(a, p.get("PrivatePort"))
-            for a in addresses
-            for p in published
-        ):
+        if inner is not None:
+            # docker-proxy names the container's address: one container has it.
+            reached = {
+                _joined(a, p.get("PrivatePort"))
+                for a in addresses
+                for p in ports
+                if isinstance(p, dict)
+            }
+            if inner not in reached:
+                continue
+        elif not published:
             continue
         names = item.get("Names")
         name = _text(names[0]) if isinstance(names, list) and names else None

@@ -145,8 +145,10 @@ def holder_rows(holders: Sequence[Holder], *, exposure: bool = False) -> list[li
             holder.status,
             since(holder.started),
             name,
-            one_line(container_text(holder.container) if holder.container else holder.command, 60)
-            or "-",
+            # A container's description replaces its forwarder's long command line.
+            one_line(container_text(holder.container), 100)
+            if holder.container
+            else one_line(holder.command, 60) or "-",
         ]
         if exposure:
             row.append("network" if exposed(holder) else "local")
