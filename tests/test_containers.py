@@ -10,10 +10,12 @@ removed by the test's teardown. Fixed ports: 29600-29799, one or two per test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -462,3 +464,169 @@ def test_the_api_socket_names_and_stops_a_podman_container(
     assert action["how"] == f"stopped through the API at {podman_service}"
     assert inspect(name, "{{.State.Status}}") == "exited"
     assert localport.is_free(29640)
+
+
+#: A stand-in for Docker's docker-proxy (there is no Docker here): a process whose command line
+#: is docker-proxy's, listening on -host-port, until its stdin closes.
+DOCKER_PROXY = """
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", int(sys.argv[sys.argv.index("-host-port") + 1])))
+server.listen()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_docker_proxy_is_named_through_the_engine_api_or_its_command_line(
+    container: Any, podman_service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # podman's service speaks the Docker Engine API: it stands in for dockerd.
+    name = container(29650)
+    address = address_of(name)
+    proxy = subprocess.Popen(
+        [
+            *("docker-proxy", "-c", DOCKER_PROXY, "-proto", "tcp", "-host-ip", "127.0.0.1"),
+            *("-host-port", "29651", "-container-ip", address, "-container-port", "80"),
+        ],
+        executable=sys.executable,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.stdout is not None
+        assert proxy.stdout.readline() == "ready\n"
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{podman_service}")
+        (holder,) = who_holds(29651)
+        assert holder.container == localport.Container(
+            "docker", inspect(name, "{{.Id}}"), name, IMAGE, "shop", "web", f"{address}:80", True
+        )
+        assert (
+            f"by docker container {name} (compose project shop, service web, image {IMAGE}), "
+            f"which publishes it and forwards to {address}:80"
+        ) in explain(29651, [holder])
+
+        # Without the API, docker-proxy's command line still says where it forwards to.
+        monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        (holder,) = who_holds(29651)
+        assert holder.container == localport.Container("docker", inner_address=f"{address}:80")
+        assert (
+            f"by a docker container at {address}:80, whose port forwarder docker-proxy "
+            f"(PID {proxy.pid}) holds it; which container could not be learned "
+            "(`docker ps --filter publish=29651` as root names it)"
+        ) in explain(29651, [holder])
+        # Which container to stop is unknown: kill refuses, and leaves the forwarder alone.
+        refused = cli("kill", "29651", "--yes")
+        assert refused.returncode == 4
+        assert "stops a container only when it can tell which one" in refused.stderr
+        assert proxy.poll() is None
+    finally:
+        proxy.kill()
+        proxy.wait(30)
+        assert proxy.stdin is not None
+        assert proxy.stdout is not None
+        proxy.stdin.close()
+        proxy.stdout.close()
+
+
+# -- rootless podman ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rootless(podman: str) -> Iterator[dict[str, str]]:
+    """The environment of rootless podman as user nobody, in a home of its own; skipped where
+    rootless podman cannot run (here, as a rule, because /dev/net/tun is root's alone)."""
+    if os.getuid() != 0:
+        pytest.skip("needs root, to run a rootless container as another user")
+    home = Path(tempfile.mkdtemp(prefix="lp-rootless-"))
+    runtime_dir = home / "run"
+    runtime_dir.mkdir(mode=0o700)
+    (home / "containers.conf").write_text(CONTAINERS_CONF)
+    for path in (home, runtime_dir, home / "containers.conf"):
+        os.chown(path, 65534, 65534)
+    environment = {
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime_dir),
+        "CONTAINERS_CONF": str(home / "containers.conf"),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+    }
+    try:
+        yield environment
+    finally:
+        as_nobody(environment, "rm", "-a", "-f", "-t", "0")
+        pause = runtime_dir / "libpod" / "tmp" / "pause.pid"
+        if pause.exists():  # rootless podman's pause process keeps its user namespace
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(pause.read_text()), signal.SIGKILL)
+        subprocess.run(["rm", "-rf", str(home)], check=False, timeout=120)
+
+
+def as_nobody(environment: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PODMAN, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environment,
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        cwd="/",
+    )
+
+
+def test_a_rootless_container_is_named_through_rootlessport(
+    rootless: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    script = (
+        f"set -e; r=$(mktemp -d); mkdir -p $r/bin $r/www; cp {busybox} $r/bin/busybox; "
+        "echo hi > $r/www/index.html; "
+        # Owned by root inside: a single-uid user namespace maps nobody to root, and no more.
+        f"tar --numeric-owner --owner=0 --group=0 -C $r -c . | {PODMAN} import - {IMAGE}; "
+        "rm -rf $r"
+    )
+    imported = subprocess.run(
+        ["sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=rootless,
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        cwd="/",
+    )
+    if imported.returncode != 0:
+        pytest.skip(f"rootless podman cannot import an image here: {imported.stderr[-300:]}")
+    name = f"lp-test-{secrets.token_hex(4)}"
+    started = as_nobody(
+        rootless,
+        *("run", "-d", "--name", name, "--label=com.docker.compose.service=web"),
+        *("-p", "127.0.0.1:29660:80", IMAGE, "/bin/busybox", "httpd", "-f", "-p", "80"),
+        *("-h", "/www"),
+    )
+    if started.returncode != 0:
+        pytest.skip(f"rootless podman cannot run a container here: {started.stderr[-300:]}")
+    localport.wait_until_listening(29660, timeout=60)
+    (holder,) = who_holds(29660)
+    assert holder.process_name == "rootlessport"
+    assert holder.username == "nobody"
+    assert holder.container is not None
+    assert (holder.container.name, holder.container.service) == (name, "web")
+    assert holder.container.answered, "podman, run as nobody, did not answer"
+    assert "which publishes it and forwards to port 80 inside it" in explain(29660, [holder])
+    # Another user's container: refused without --any-user, stopped with it.
+    refused = cli("kill", "29660", "--yes")
+    assert refused.returncode == 4
+    assert f"podman container {name} (service web, image {IMAGE}) belongs to nobody" in (
+        refused.stderr
+    )
+    stopped = cli("kill", "29660", "--yes", "--any-user", "--timeout", "1")
+    assert stopped.returncode == 0, stopped.stderr
+    assert localport.is_free(29660)
+    state = as_nobody(rootless, "inspect", "--format", "{{.State.Status}}", name)
+    assert state.stdout.strip() == "exited"

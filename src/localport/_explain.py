@@ -82,7 +82,9 @@ def container_sentence(port: int, holder: Holder, instead: str) -> str:
     assert container is not None
     runtime = container.runtime
     handle = container.handle
-    forwarder = f"{holder.process_name or 'its forwarder'} (PID {holder.pid})"
+    # The program's own name: a forwarder's process name may be cut short (15 characters).
+    program = os.path.basename(holder.cmdline[0]) if holder.cmdline else holder.process_name
+    forwarder = f"{program or 'its forwarder'} (PID {holder.pid})"
     if container.answered and handle:
         details = []
         if container.project:
@@ -95,8 +97,11 @@ def container_sentence(port: int, holder: Holder, instead: str) -> str:
         if details:
             text += f" ({', '.join(details)})"
         text += ", which publishes it"
-        if container.inner_address:
-            text += f" and forwards to {container.inner_address}"
+        inner = container.inner_address
+        if inner and inner.startswith(":"):  # rootless: the runtime gives no address
+            text += f" and forwards to port {inner[1:]} inside it"
+        elif inner:
+            text += f" and forwards to {inner}"
     elif handle:
         text = f"by {runtime} container {handle}"
         if container.short_id and container.short_id != handle:

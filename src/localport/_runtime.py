@@ -8,6 +8,7 @@ options, as the container's owner, and is killed with its helpers at the deadlin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -140,26 +141,37 @@ def _run_podman(
         if me != 0:
             # Another user's rootless container: only its owner's podman knows it.
             return None, "it is another user's container"
+        # The owner's podman gets none of root's settings (its CONTAINERS_CONF may be a
+        # file only root can read): a plain environment of that user's own.
+        environment = {k: v for k, v in environment.items() if k in ("PATH", "LANG", "TZ")}
         extra = _as_owner(forwarder, environment)
     command = [program, *forwarder.storage, *arguments]
     return _run(command, environment, deadline, extra)
 
 
+#: Where rootless podman keeps a user's containers, under that user's home.
+_HOME_STORAGE = "/.local/share/containers/storage"
+
+
 def _as_owner(forwarder: Forwarder, environment: dict[str, str]) -> dict[str, Any]:
-    """Run as the owner of a rootless container, in the runtime directory it runs in."""
+    """Run as the owner of a rootless container, with the home and runtime directory its
+    podman ran with (read from its storage options), and none of root's groups."""
     import pwd
 
     assert forwarder.uid is not None
-    try:
-        entry = pwd.getpwuid(forwarder.uid)
-    except KeyError:
-        return {"user": forwarder.uid}
-    environment.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+    uid = gid = forwarder.uid
+    with contextlib.suppress(KeyError):
+        entry = pwd.getpwuid(uid)
+        gid = entry.pw_gid
+        environment.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
     storage = dict(zip(forwarder.storage[::2], forwarder.storage[1::2], strict=True))
+    root = storage.get("--root", "")
+    if root.endswith(_HOME_STORAGE):
+        environment["HOME"] = root.removesuffix(_HOME_STORAGE)
     runroot = storage.get("--runroot", "")
     if os.path.basename(runroot) == "containers":
         environment["XDG_RUNTIME_DIR"] = os.path.dirname(runroot)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [], "cwd": "/"}
+    return {"user": uid, "group": gid, "extra_groups": [], "cwd": "/"}
 
 
 def _run(
