@@ -466,8 +466,8 @@ def test_the_api_socket_names_and_stops_a_podman_container(
     assert localport.is_free(29640)
 
 
-#: A stand-in for Docker's docker-proxy (there is no Docker here): a process whose command line
-#: is docker-proxy's, listening on -host-port, until its stdin closes.
+#: A stand-in for a runtime's forwarder (there is no Docker here): a process with the forwarder's
+#: command line (see forwarder_imitation), listening on -host-port, until its stdin closes.
 DOCKER_PROXY = """
 import socket, sys
 server = socket.socket()
@@ -484,19 +484,14 @@ def test_a_docker_proxy_is_named_through_the_engine_api_or_its_command_line(
     # podman's service speaks the Docker Engine API: it stands in for dockerd.
     name = container(29650)
     address = address_of(name)
-    proxy = subprocess.Popen(
+    proxy = forwarder_imitation(
         [
-            *("docker-proxy", "-c", DOCKER_PROXY, "-proto", "tcp", "-host-ip", "127.0.0.1"),
+            *("docker-proxy", "-proto", "tcp", "-host-ip", "127.0.0.1"),
             *("-host-port", "29651", "-container-ip", address, "-container-port", "80"),
         ],
-        executable=sys.executable,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+        29651,
     )
     try:
-        assert proxy.stdout is not None
-        assert proxy.stdout.readline() == "ready\n"
         monkeypatch.setenv("DOCKER_HOST", f"unix://{podman_service}")
         (holder,) = who_holds(29651)
         assert holder.container == localport.Container(
@@ -522,12 +517,7 @@ def test_a_docker_proxy_is_named_through_the_engine_api_or_its_command_line(
         assert "stops a container only when it can tell which one" in refused.stderr
         assert proxy.poll() is None
     finally:
-        proxy.kill()
-        proxy.wait(30)
-        assert proxy.stdin is not None
-        assert proxy.stdout is not None
-        proxy.stdin.close()
-        proxy.stdout.close()
+        end(proxy)
 
 
 # -- rootless podman ----------------------------------------------------------------------------
@@ -630,3 +620,82 @@ def test_a_rootless_container_is_named_through_rootlessport(
     assert localport.is_free(29660)
     state = as_nobody(rootless, "inspect", "--format", "{{.State.Status}}", name)
     assert state.stdout.strip() == "exited"
+
+
+# -- impostors: a forwarder is recognised by a name and a command line anyone can give -----------
+
+
+def forwarder_imitation(argv: list[str], port: int, *, nobody: bool = False) -> Any:
+    """A process with *argv* as its command line, listening on 127.0.0.1:*port*; with
+    *nobody*, it becomes user nobody first (root only)."""
+    code = DOCKER_PROXY.replace('int(sys.argv[sys.argv.index("-host-port") + 1])', str(port))
+    if nobody:  # after the imports: nobody may not read this interpreter's files
+        become = "import os; os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        code = code.replace("import socket, sys\n", "import socket, sys\n" + become)
+    process = subprocess.Popen(
+        [argv[0], "-c", code, *argv[1:]],
+        executable=sys.executable,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        # Python finds its library from argv[0], which names another program here.
+        env={**os.environ, "PYTHONHOME": sys.base_prefix},
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    return process
+
+
+def end(process: Any) -> None:
+    process.kill()
+    process.wait(30)
+    process.stdin.close()
+    process.stdout.close()
+
+
+def test_a_forwarder_command_line_with_hostile_values_names_no_container() -> None:
+    process = forwarder_imitation(
+        [
+            *("conmon", "--cid", "../../../etc/passwd", "-n", "web;rm -rf /"),
+            *("--exit-command-arg", "--root", "--exit-command-arg", "relative/path"),
+        ],
+        29670,
+    )
+    try:
+        (holder,) = who_holds(29670)
+        assert holder.container == localport.Container("podman")
+        assert "which container could not be learned" in explain(29670, [holder])
+        refused = cli("kill", "29670", "--yes")
+        assert refused.returncode == 4
+        assert "stops a container only when it can tell which one" in refused.stderr
+        assert process.poll() is None
+    finally:
+        end(process)
+
+
+def test_another_users_imitation_of_docker_proxy_does_not_reach_roots_runtime(
+    container: Any, podman_service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root, to run a process as user nobody")
+    name = container(29672)
+    process = forwarder_imitation(
+        [
+            *("docker-proxy", "-proto", "tcp", "-host-port", "29673"),
+            *("-container-ip", address_of(name), "-container-port", "80"),
+        ],
+        29673,
+        nobody=True,
+    )
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{podman_service}")
+        (holder,) = who_holds(29673)
+        assert holder.username == "nobody"
+        # root's runtime is not asked about nobody's process: nothing names the container.
+        assert holder.container == localport.Container(
+            "docker", inner_address=f"{address_of(name)}:80"
+        )
+        assert cli("kill", "29673", "--yes", "--any-user").returncode == 4
+        assert inspect(name, "{{.State.Status}}") == "running"
+    finally:
+        end(process)

@@ -38,6 +38,8 @@ _IP = re.compile(r"[0-9A-Fa-f.:]{2,45}\Z")
 #: conmon's ``--exit-command-arg`` options that say which storage the container lives in: the
 #: runtime's command-line tool needs the same to find it.
 _STORAGE_OPTIONS = ("--root", "--runroot", "--tmpdir", "--storage-driver")
+#: An absolute path, or a storage driver's name (``overlay``, ``vfs``).
+_STORAGE_VALUE = re.compile(r"(/[^\x00-\x1f]{0,4000}|[a-z0-9]{1,32})\Z")
 _FORWARDERS = {"conmon": "podman", "rootlessport": "podman", "docker-proxy": "docker"}
 
 
@@ -147,7 +149,7 @@ def _conmon(facts: ProcessFacts) -> Forwarder:
     storage: list[str] = []
     for index, part in enumerate(exit_args[:-1]):
         value = exit_args[index + 1]
-        if part in _STORAGE_OPTIONS and value and len(value) < 4096 and "\n" not in value:
+        if part in _STORAGE_OPTIONS and _STORAGE_VALUE.match(value):
             storage += [part, value]
     return Forwarder(
         "conmon",

@@ -28,20 +28,34 @@ MAX_TEXT = 200  # characters kept of a name, image or label from another process
 
 
 def sockets(runtime: str, uid: int | None) -> list[str]:
-    """The API sockets to try: the one the environment names, else the runtime's default."""
+    """The API sockets to ask about a container whose forwarder *uid* owns: the one the
+    environment names, else the runtime's default; only a socket that *uid* owns.
+
+    A forwarder is recognised by its name and command line, which any user's process can
+    imitate: a runtime that *uid* does not run must not be asked (or told to stop) the
+    container such a process claims.
+    """
     variable = "DOCKER_HOST" if runtime == "docker" else "CONTAINER_HOST"
     named = os.environ.get(variable, "")
     if named:
         # tcp:// and ssh:// hosts are not asked: the command-line tool follows them.
-        return [named.removeprefix("unix://")] if named.startswith("unix://") else []
-    if runtime == "docker":
-        return ["/var/run/docker.sock"]
-    if uid == 0:
-        return ["/run/podman/podman.sock"]
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", "")
-    if uid == _own_uid() and os.path.isabs(runtime_dir):
-        return [os.path.join(runtime_dir, "podman", "podman.sock")]
-    return []
+        paths = [named.removeprefix("unix://")] if named.startswith("unix://") else []
+    elif runtime == "docker":
+        paths = ["/var/run/docker.sock"]
+    elif uid == 0:
+        paths = ["/run/podman/podman.sock"]
+    else:
+        runtime_dir = os.environ.get("XDG_RUNTIME_DIR", "")
+        own = uid == _own_uid() and os.path.isabs(runtime_dir)
+        paths = [os.path.join(runtime_dir, "podman", "podman.sock")] if own else []
+    return [path for path in paths if uid is not None and _owner(path) == uid]
+
+
+def _owner(path: str) -> int | None:
+    try:
+        return os.stat(path).st_uid
+    except (OSError, ValueError):
+        return None
 
 
 def _own_uid() -> int | None:
