@@ -136,15 +136,17 @@ def inspect(name: str, template: str) -> str:
 
 @pytest.fixture
 def container(podman: str) -> Iterator[Callable[..., str]]:
-    """Start a container publishing 127.0.0.1:PORT -> :80; removed whatever happens."""
+    """Start a container publishing 127.0.0.1:PORT -> :80 (and *also*, a second ``-p``);
+    removed whatever happens."""
     names: list[str] = []
 
-    def start(port: int, labels: dict[str, str] = LABELS) -> str:
+    def start(port: int, labels: dict[str, str] = LABELS, also: str = "") -> str:
         name = f"lp-test-{secrets.token_hex(4)}"
         names.append(name)
         label_options = [f"--label={key}={value}" for key, value in labels.items()]
+        more = ["-p", also] if also else []
         started = podman_run(
-            *("run", "-d", "--name", name, *label_options, "-p", f"127.0.0.1:{port}:80"),
+            *("run", "-d", "--name", name, *label_options, "-p", f"127.0.0.1:{port}:80", *more),
             *(IMAGE, "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"),
         )
         if started.returncode != 0:
@@ -230,6 +232,21 @@ def test_list_all_names_the_container(container: Any) -> None:
     (entry,) = [h for h in report["listening"] if h["local_address"] == ["127.0.0.1", 29606]]
     assert entry["container"]["name"] == name
     assert entry["container"]["service"] == "web"
+
+
+def test_list_all_names_a_container_once_for_each_port_it_publishes(container: Any) -> None:
+    name = container(29612, also="127.0.0.1:29613:8080")
+    address = address_of(name)
+    report = json.loads(cli("list", "--all", "--json").stdout)
+    found = {
+        h["local_address"][1]: h["container"]
+        for h in report["listening"]
+        if h["local_address"][1] in (29612, 29613)
+    }
+    assert {port: (c["name"], c["inner_address"]) for port, c in found.items()} == {
+        29612: (name, f"{address}:80"),
+        29613: (name, f"{address}:8080"),
+    }
 
 
 def test_who_holds_and_port_in_use_error_name_the_container(container: Any) -> None:

@@ -198,6 +198,9 @@ class Lookup:
         self._budget = budget
         self._deadline: float | None = None
         self._known: dict[tuple[int, int, str], Container | None] = {}
+        #: What each runtime said, by what it was asked: a container publishing several
+        #: ports (``list --all``) is asked about once.
+        self._answers: dict[tuple[str, str], Any] = {}
 
     def container(self, facts: ProcessFacts | None, port: int, proto: str) -> Container | None:
         """The container whose forwarder *facts* describe, or ``None`` for another process."""
@@ -209,37 +212,60 @@ class Lookup:
             if self._deadline is None:
                 self._deadline = time.monotonic() + self._budget
             self._known[key] = (
-                None if forwarder is None else describe(forwarder, port, proto, self._deadline)
+                None
+                if forwarder is None
+                else describe(forwarder, port, proto, self._deadline, self._answers)
             )
         return self._known[key]
 
 
-def describe(forwarder: Forwarder, port: int, proto: str, deadline: float) -> Container:
+def describe(
+    forwarder: Forwarder,
+    port: int,
+    proto: str,
+    deadline: float,
+    answers: dict[tuple[str, str], Any] | None = None,
+) -> Container:
     """*forwarder*'s container, with what its runtime says by *deadline* (``time.monotonic``).
 
     Never fails: without the runtime's answer, the container the command line names.
+
+    :param answers: what runtimes said earlier in the same call, by question; filled in.
     """
+    answers = {} if answers is None else answers
     choices = forwarder.candidates or (forwarder,)
     for choice in choices:
-        found = _ask(choice, port, proto, deadline)
+        found = _ask(choice, port, proto, deadline, answers)
         if found is not None and (len(choices) == 1 or found.inner_address):
             return found
     return forwarder.container()
 
 
-def _ask(forwarder: Forwarder, port: int, proto: str, deadline: float) -> Container | None:
+def _ask(
+    forwarder: Forwarder,
+    port: int,
+    proto: str,
+    deadline: float,
+    answers: dict[tuple[str, str], Any],
+) -> Container | None:
     if forwarder.runtime == "docker":
-        listing = api_json(sockets("docker", forwarder.uid), "/containers/json", deadline)
+        key = ("docker", str(forwarder.uid))
+        if key not in answers:
+            paths = sockets("docker", forwarder.uid)
+            answers[key] = api_json(paths, "/containers/json", deadline)
+        listing = answers[key]
         if not isinstance(listing, list):
             return None
         return _from_listing(listing, forwarder, port, proto)
     handle = forwarder.id or forwarder.name
     if handle is None:
         return None
-    socket_deadline = time.monotonic() + (deadline - time.monotonic()) * _SOCKET_SHARE
-    data = api_json(sockets("podman", forwarder.uid), f"/containers/{handle}/json", socket_deadline)
-    if not isinstance(data, dict):
-        data = cli_inspect(forwarder, handle, deadline)
+    key = ("podman", f"{forwarder.uid}/{handle}")
+    if key not in answers:
+        share = time.monotonic() + (deadline - time.monotonic()) * _SOCKET_SHARE
+        data = api_json(sockets("podman", forwarder.uid), f"/containers/{handle}/json", share)
+        answers[key] = data if isinstance(data, dict) else cli_inspect(forwarder, handle, deadline)
+    data = answers[key]
     if not isinstance(data, dict):
         return None
     return _from_inspect(data, "podman", port, proto)
