@@ -47,7 +47,9 @@ default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 runtime = "runc"
 """
 SHARED = Path(tempfile.gettempdir()) / f"localport-test-podman-{os.getuid()}"
-LABELS = {"com.docker.compose.project": "shop", "com.docker.compose.service": "web"}
+LABEL_PROJECT = "com.docker.compose.project"
+LABEL_SERVICE = "com.docker.compose.service"
+LABELS = {LABEL_PROJECT: "shop", LABEL_SERVICE: "web"}
 
 
 def unavailable(reason: str) -> None:
@@ -232,6 +234,17 @@ def test_list_all_names_the_container(container: Any) -> None:
     (entry,) = [h for h in report["listening"] if h["local_address"] == ["127.0.0.1", 29606]]
     assert entry["container"]["name"] == name
     assert entry["container"]["service"] == "web"
+
+
+def test_a_label_with_control_characters_is_left_out(container: Any) -> None:
+    title = "\x1b]0;owned\x07"  # would retitle the terminal of whoever reads it
+    name = container(29614, labels={LABEL_PROJECT: f"shop{title}", LABEL_SERVICE: "web"})
+    (holder,) = who_holds(29614)
+    assert holder.container is not None
+    assert (holder.container.name, holder.container.project) == (name, None)
+    result = cli("who", "29614")
+    assert f"by podman container {name} (service web, image {IMAGE})" in result.stdout
+    assert "\x1b" not in result.stdout
 
 
 def test_list_all_names_a_container_once_for_each_port_it_publishes(container: Any) -> None:

@@ -35,6 +35,7 @@ _SOCKET_SHARE = 0.5
 _ID = re.compile(r"[0-9a-f]{12,64}\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
 _IP = re.compile(r"[0-9A-Fa-f.:]{2,45}\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: conmon's ``--exit-command-arg`` options that say which storage the container lives in: the
 #: runtime's command-line tool needs the same to find it.
 _STORAGE_OPTIONS = ("--root", "--runroot", "--tmpdir", "--storage-driver")
@@ -275,7 +276,11 @@ def _ask(
 
 
 def _text(value: object) -> str | None:
-    return value[:MAX_TEXT] if isinstance(value, str) and value else None
+    """A name, image or label as the runtime gave it, cut to MAX_TEXT characters; ``None``
+    for one with control characters, which no valid name has and a terminal would obey."""
+    if not isinstance(value, str) or not value or _CONTROL.search(value):
+        return None
+    return value[:MAX_TEXT]
 
 
 def _labelled(container: Container, labels: object) -> Container:

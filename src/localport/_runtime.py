@@ -111,7 +111,9 @@ def _parse_http(reply: bytes) -> tuple[int, bytes] | None:
 
 
 def _request(method: str, target: str) -> str:
-    return f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    # The server closes the connection after its answer: reading to the end reads it all.
+    body = "Content-Length: 0\r\n" if method == "POST" else ""
+    return f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n{body}Connection: close\r\n\r\n"
 
 
 def api_json(paths: list[str], target: str, deadline: float) -> Any:
