@@ -539,7 +539,7 @@ def test_a_docker_proxy_is_named_through_the_engine_api_or_its_command_line(
         assert (
             f"by a docker container at {address}:80, whose port forwarder docker-proxy "
             f"(PID {proxy.pid}) holds it; which container could not be learned "
-            "(`docker ps --filter publish=29651` as root names it)"
+            f"(`docker ps --filter publish=29651` as {holder.username} names it)"
         ) in explain(29651, [holder])
         # Which container to stop is unknown: kill refuses, and leaves the forwarder alone.
         refused = cli("kill", "29651", "--yes")
