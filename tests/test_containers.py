@@ -408,6 +408,17 @@ def silent_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentSocket]:
     silent.close()
 
 
+def test_an_ordinary_holder_costs_no_runtime_question(
+    spawn: Any, silent_runtime: SilentSocket
+) -> None:
+    holder = spawn(LISTENING_CHILD)
+    port = holder.read()
+    (found,) = who_holds(port)
+    assert (found.pid, found.container) == (holder.pid, None)
+    # (Not listening(): it would rightly ask about other tests' containers.)
+    assert silent_runtime.accepted == [], "a runtime was asked about an ordinary process"
+
+
 def test_a_hung_runtime_still_leaves_the_container_named_within_2_s(
     container: Any, silent_runtime: SilentSocket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
