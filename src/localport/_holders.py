@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 
 from . import _platform
 from ._addresses import in_the_way_of, reaches
+
+# Proto (and SocketProto) at run time, not only for type checkers: the API reference
+# resolves them in signatures.
 from ._arguments import (
     Proto,
     SocketProto,
@@ -25,10 +28,7 @@ from ._arguments import (
     normalize_host,
     protos_of,
 )
-
-# Proto (and SocketProto) at run time, not only for type checkers: the API reference
-# resolves them in signatures.
-from ._containers import Container, Lookup
+from ._containers import Container, Lookup  # Container at run time too: Holder's field
 from ._errors import LocalportError
 from ._listing import live, reservation_at
 from ._registry import Registry, ReservationInfo

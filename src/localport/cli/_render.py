@@ -79,14 +79,8 @@ def container_json(container: Container) -> dict[str, Any]:
 def container_text(container: Container) -> str:
     """A container in a few words, for a table cell or a report line."""
     text = f"{container.runtime} container {container.handle or '?'}"
-    details = [
-        f"{what} {value}"
-        for what, value in (
-            ("service", container.service),
-            ("image", container.image),
-        )
-        if value
-    ]
+    details = [f"service {container.service}"] if container.service else []
+    details += [f"image {container.image}"] if container.image else []
     return f"{text} ({', '.join(details)})" if details else text
 
 
