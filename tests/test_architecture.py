@@ -39,6 +39,8 @@ ORDER = [
     "_registry",
     "_listing",
     "_explain",
+    "_runtime",
+    "_containers",
     "_holders",
     "_handoff",
     "_reservation",

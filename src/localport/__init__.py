@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._containers import Container
     from ._errors import (
         AddressNotAvailableError,
         LocalportError,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "AddressNotAvailableError": "_errors",
+    "Container": "_containers",
     "Holder": "_holders",
     "LocalportError": "_errors",
     "LockDirError": "_errors",
@@ -71,6 +73,7 @@ _HOMES = {
 
 __all__ = [
     "AddressNotAvailableError",
+    "Container",
     "Holder",
     "LocalportError",
     "LockDirError",

@@ -55,19 +55,79 @@ def explain(
     first = live[0]
     if first.status == "RESERVED" and first.reservation is not None:
         return reservation_sentence(first.reservation, command=first.command, instead=instead)
-    text = f"by {_who(first)}"
-    where = _where(first, host)
-    if where:
-        text += f", {where}"
-    if first.started is not None and first.pid is not None:
-        text += time.strftime(" since %H:%M", time.localtime(first.started))
-    text += _advice(first, instead)
+    if first.container is not None:
+        text = container_sentence(port, first, instead)
+    else:
+        text = _process_sentence(first, host, instead)
     others = len({h.pid for h in live if h.pid != first.pid})
     if others == 1:
         text += " (1 other process holds it too)"
     elif others:
         text += f" ({others} other processes hold it too)"
     return text
+
+
+def _process_sentence(first: Holder, host: str | None, instead: str) -> str:
+    text = f"by {_who(first)}"
+    where = _where(first, host)
+    if where:
+        text += f", {where}"
+    if first.started is not None and first.pid is not None:
+        text += time.strftime(" since %H:%M", time.localtime(first.started))
+    return text + _advice(first, instead)
+
+
+def container_sentence(port: int, holder: Holder, instead: str) -> str:
+    """A port a container publishes: which container, and how to stop it.
+
+    Where the runtime did not answer, the container is named from its port forwarder's command
+    line, and the sentence says so and how to learn more.
+    """
+    container = holder.container
+    assert container is not None
+    runtime = container.runtime
+    handle = container.handle
+    # The program's own name: a forwarder's process name may be cut short (15 characters).
+    program = os.path.basename(holder.cmdline[0]) if holder.cmdline else holder.process_name
+    forwarder = f"{program or 'its forwarder'} (PID {holder.pid})"
+    if container.answered and handle:
+        details = []
+        if container.project:
+            details.append(f"compose project {container.project}")
+        if container.service:
+            details.append(f"service {container.service}")
+        if container.image:
+            details.append(f"image {container.image}")
+        text = f"by {runtime} container {handle}"
+        if details:
+            text += f" ({', '.join(details)})"
+        text += ", which publishes it"
+        inner = container.inner_address
+        if inner and inner.startswith(":"):  # rootless: the runtime gives no address
+            text += f" and forwards to port {inner[1:]} inside it"
+        elif inner:
+            text += f" and forwards to {inner}"
+    elif handle:
+        text = f"by {runtime} container {handle}"
+        if container.short_id and container.short_id != handle:
+            text += f" (id {container.short_id})"
+        text += (
+            f", whose port forwarder {forwarder} holds it; {runtime} did not answer, so its "
+            f"image and labels are unknown (`{runtime} inspect {handle}` shows them)"
+        )
+    else:
+        text = f"by a {runtime} container"
+        if container.inner_address:
+            text += f" at {container.inner_address}"
+        owner = f" as {holder.username}" if holder.username else ""
+        text += (
+            f", whose port forwarder {forwarder} holds it; which container could not be learned "
+            f"(`{runtime} ps --filter publish={port}`{owner} names it)"
+        )
+        return f"{text}; stop that container with `{runtime} stop NAME`, or {instead}"
+    return (
+        f"{text}; stop it with `{runtime} stop {handle}` or `localport kill {port}`, or {instead}"
+    )
 
 
 def reservation_sentence(

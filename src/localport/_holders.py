@@ -28,6 +28,7 @@ from ._arguments import (
     normalize_host,
     protos_of,
 )
+from ._containers import Container, Lookup  # Container at run time too: Holder's field
 from ._errors import LocalportError
 from ._listing import live, reservation_at
 from ._registry import Registry, ReservationInfo
@@ -73,6 +74,9 @@ class Holder:
         ``[::]`` that takes IPv4 too); ``None`` when not an IPv6 socket or not known.
     :ivar started: when the process started (seconds since the epoch), if known.
     :ivar reservation: the localport reservation of this port, when there is one.
+    :ivar container: when the process is a container runtime's port forwarder (podman's
+        ``conmon`` or ``rootlessport``, ``docker-proxy``), the container that publishes the
+        port; ``None`` for any other process.
     """
 
     pid: int | None
@@ -88,6 +92,7 @@ class Holder:
     started: float | None
     reservation: ReservationInfo | None
     v6only: bool | None = None
+    container: Container | None = None
 
     @property
     def command(self) -> str:
@@ -150,7 +155,7 @@ def who_holds(
         hints=hints,
         uid=owner_uids.pop() if len(owner_uids) == 1 else None,
     )
-    holders = _holders_of(sockets, pids, reservation, add_reservation=True)
+    holders = _holders_of(sockets, pids, reservation, Lookup(), add_reservation=True)
     holders.sort(key=lambda h: (_STATUS_ORDER.get(h.status, 5), h.proto, h.local_address or ()))
     return holders
 
@@ -180,9 +185,10 @@ def listening(
     with contextlib.suppress(LocalportError, OSError):
         reservations = {info.port: info for info in live(Registry.open(directory, write=False))}
     holders: list[Holder] = []
+    containers = Lookup()  # one budget for every container behind every port
     for item in sockets:
         reservation = reservations.get(item.local[1])
-        holders.extend(_holders_of([item], pids, reservation, add_reservation=False))
+        holders.extend(_holders_of([item], pids, reservation, containers, add_reservation=False))
     holders.sort(key=lambda h: (h.local_address[1] if h.local_address else 0, h.proto))
     return holders
 
@@ -199,6 +205,7 @@ def _holders_of(
     sockets: Sequence[SocketRecord],
     pids: dict[int, int],
     reservation: ReservationInfo | None,
+    containers: Lookup,
     *,
     add_reservation: bool,
 ) -> list[Holder]:
@@ -242,6 +249,7 @@ def _holders_of(
                 started=info.started if info else None,
                 reservation=reservation if own or status == "RESERVED" else None,
                 v6only=item.v6only if item.family == socket.AF_INET6 else None,
+                container=containers.container(info, item.local[1], item.proto),
             )
         )
     if (

@@ -244,7 +244,7 @@ class _Starter:
         try:
             if isinstance(command, str):
                 line = expand(command, own=own, others=others, fd=fd, host=host)
-                return _platform.system.shell(line)
+                return [*_platform.system.shell, line]
             return [expand(part, own=own, others=others, fd=fd, host=host) for part in command]
         except PlaceholderError as error:
             msg = f"service {name!r}: {error}"

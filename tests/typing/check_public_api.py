@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import localport
 from localport import (
+    Container,
     Holder,
     LocalportError,
     LockDirError,
@@ -125,6 +126,10 @@ def explain(error: LocalportError) -> str:
     if isinstance(error, PortInUseError):
         assert_type(error.port, int)
         assert_type(error.holders, tuple[Holder, ...])
+        for holder in error.holders:
+            container = assert_type(holder.container, Container | None)
+            if container is not None:
+                return f"{error.port}: {container.runtime} {container.handle}"
         code: int | None = error.errno
         return f"{error.port}: {code}"
     if isinstance(error, NoFreePortError):

@@ -119,6 +119,11 @@ class Linux(Portable):
         now = self.process_start_time(pid)
         return started is None or now is None or abs(now - started) < 0.005
 
+    def namespace_parents(self, pid: int) -> set[int]:
+        """Same ``/proc/PID/ns/net`` link, same namespace; our own namespace is not asked
+        about (every process would answer)."""
+        return _namespace_parents(pid)
+
     def process_start_time(self, pid: int) -> float | None:
         try:
             with open(f"/proc/{pid}/stat", "rb") as file:
@@ -171,6 +176,32 @@ class Linux(Portable):
             return int(low_text), int(high_text)
         except (OSError, ValueError):
             return None
+
+
+def _namespace_parents(pid: int) -> set[int]:
+    try:
+        wanted = os.readlink(f"/proc/{pid}/ns/net")
+        if wanted == os.readlink("/proc/self/ns/net"):
+            return set()
+    except OSError:
+        return set()
+    return {_parent(other) for other in procfd.all_pids() if _in_namespace(other, wanted)} - {0}
+
+
+def _in_namespace(pid: int, namespace: str) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") == namespace
+    except OSError:
+        return False
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _flock_holders() -> dict[tuple[int, int, int], set[int]] | None:

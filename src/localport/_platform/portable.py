@@ -67,13 +67,11 @@ class Portable:
     posix_shell_words = True
     #: The signal that cannot be ignored (SIGKILL where it exists).
     kill_signal: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
+    #: What runs a command line in the system's shell (a Procfile line), before the line.
+    shell: tuple[str, ...] = ("/bin/sh", "-c")
 
     def __init__(self) -> None:
         self._own_start: tuple[int, float | None] | None = None
-
-    def shell(self, line: str) -> list[str]:
-        """The command that runs *line* in the system's shell (a Procfile line)."""
-        return ["/bin/sh", "-c", line]
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -129,17 +127,7 @@ class Portable:
 
     def pid_alive(self, pid: int) -> bool:
         """Whether a process *pid* exists (ours or anyone's)."""
-        if pid <= 0:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # exists, belongs to someone else
-        except (OSError, OverflowError):
-            return False
-        return True
+        return _pid_alive(pid)
 
     def same_process(self, pid: int, started: float | None) -> bool:
         """Whether *pid* still names the process started at *started* (not a new one with
@@ -153,6 +141,11 @@ class Portable:
         """The login name of *uid*, or ``None`` where there is none."""
         return username(uid)
 
+    def namespace_parents(self, pid: int) -> set[int]:
+        """Parents of the other processes in *pid*'s network namespace: how a rootless
+        container's port forwarder leads to the container's ``conmon``. Linux only."""
+        return set()
+
     def signal_group(self, process: subprocess.Popen[bytes], signum: int) -> None:
         """Send *signum* to a started server's whole process group."""
         with contextlib.suppress(OSError):  # gone already, or not ours to signal
@@ -161,9 +154,8 @@ class Portable:
     # -- files, ranges and sockets -----------------------------------------------------------
 
     def lock_holders(self, device: int, inode: int) -> set[int] | None:
-        """The PIDs the kernel says hold a ``flock`` on the file *device*/*inode* (``st_dev``,
-        ``st_ino``); ``None`` where the system does not say (the caller then has only the lock
-        file's own record)."""
+        """The PIDs the kernel says hold a ``flock`` on the file *device*/*inode*; ``None``
+        where the system does not say (the caller then has only the lock file's record)."""
         return None
 
     def held_lock_inodes(self) -> set[int] | None:
@@ -208,6 +200,20 @@ class Portable:
 
 
 @functools.lru_cache(maxsize=256)
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, belongs to someone else
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
 def username(uid: int) -> str | None:
     """The login name of *uid*, or ``None`` where there is none (or no pwd module)."""
     try:

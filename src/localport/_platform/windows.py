@@ -26,9 +26,7 @@ class Windows(Portable):
     posix_permissions = False
     process_groups = False
     posix_shell_words = False
-
-    def shell(self, line: str) -> list[str]:
-        return [os.environ.get("COMSPEC", "cmd.exe"), "/d", "/c", line]
+    shell = (os.environ.get("COMSPEC", "cmd.exe"), "/d", "/c")
 
     def pid_alive(self, pid: int) -> bool:
         import psutil

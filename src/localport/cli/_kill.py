@@ -1,35 +1,97 @@
-"""``localport kill``: stop the process that holds a port, and only that process."""
+"""``localport kill``: stop what holds a port, and only that.
+
+A process is signalled. A container's port forwarder (podman's ``conmon`` or ``rootlessport``,
+``docker-proxy``) is not: killing it would leave the container running without its port, so
+the container is stopped through its runtime, and the runtime ends the forwarder.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import _platform
+from .._containers import recognise
 from .._errors import WaitTimeoutError
 from .._explain import explain
 from .._holders import who_holds
+from .._runtime import stop, stop_command
 from .._wait import wait_until_free
-from ._render import USE_ANOTHER_PORT, printable, say
+from ._render import USE_ANOTHER_PORT, container_json, container_text, print_json, printable, say
 from ._shared import EXIT_NO, EXIT_OK, EXIT_REFUSED, CommandError
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
 
     from .._arguments import SocketProto
+    from .._containers import Container, Forwarder
+    from .._holders import Holder
 
 
 def kill_command(arguments: argparse.Namespace) -> int:
-    system = _platform.system
     port = arguments.port
     proto: SocketProto = "udp" if arguments.udp else "tcp"
+    holders = _targets(port, proto)
+    containers = _containers(port, holders, arguments)
+    pids = sorted({h.pid for h in holders if h.container is None and h.pid is not None})
+    pids = [pid for pid in pids if pid != os.getpid()]
+    if not pids and not containers:
+        raise CommandError(f"port {port} is held by this very command", EXIT_REFUSED)
+    system = _platform.system
+    # Identity (PID and start time) is captured before any question: a PID reused while a
+    # person answers is not the process they agreed to stop.
+    started = {pid: system.process_start_time(pid) for pid in pids}
+    commands = {pid: _owned_command(pid, arguments) for pid in pids}
+    grace = arguments.timeout
+    signame = signal.Signals(arguments.signal).name
+    if arguments.dry_run:
+        return _dry_run(port, proto, containers, commands, arguments)
+    if not arguments.yes:
+        for _, container in containers:
+            _confirm(f"stop {container_text(container)} holding port {port}?")
+        for pid, command in commands.items():
+            _confirm(f"stop PID {pid} ({command}) holding port {port}?")
+    actions: list[dict[str, Any]] = []
+    for pid in pids:
+        if system.pid_alive(pid) and not system.same_process(pid, started[pid]):
+            msg = f"PID {pid} was reused by another process since it was looked at; not signalled"
+            raise CommandError(msg, EXIT_REFUSED)
+    for forwarder, container in containers:
+        how = stop(forwarder, container, grace)
+        actions.append(_container_action(forwarder, container, grace) | {"how": how})
+    for pid in pids:
+        _send(pid, started[pid], arguments.signal)
+    deadline = time.monotonic() + grace
+    killed = False
+    while any(system.same_process(pid, started[pid]) for pid in pids):
+        if time.monotonic() > deadline:
+            for pid in pids:
+                _send(pid, started[pid], system.kill_signal)
+            killed = True
+            break
+        time.sleep(0.05)
+    for pid in pids:
+        actions.append(_process_action(pid, commands[pid], signame, grace) | {"killed": killed})
+    try:
+        # A stopped container's forwarder exits a moment after the runtime returns.
+        wait_until_free(port, proto=proto, host="127.0.0.1", timeout=grace + 5 * bool(containers))
+    except WaitTimeoutError:
+        raise CommandError(f"port {port} is still held after {_done(actions)}", EXIT_NO) from None
+    if arguments.json:
+        print_json({"port": port, "proto": proto, "dry_run": False, "actions": actions})
+    else:
+        say(f"{_done(actions)}; port {port} is free")
+    return EXIT_OK
+
+
+def _targets(port: int, proto: SocketProto) -> list[Holder]:
+    """The holders to stop: sockets on the port; a reservation's holder only where nothing
+    else is there (a `localport run` holds the port for the server it started: stop that)."""
     holders = [h for h in who_holds(port, proto=proto) if h.status != "TIME_WAIT"]
-    # The processes with sockets on the port; a reservation's holder only where nothing else
-    # is there (a `localport run` holds the port for the server it started: stop the server).
     sockets = [h for h in holders if h.status != "RESERVED"]
     holders = sockets or holders
     if not holders:
@@ -46,55 +108,122 @@ def kill_command(arguments: argparse.Namespace) -> int:
             f"port {port} is in use {explain(port, unknown, instead=USE_ANOTHER_PORT)}",
             EXIT_REFUSED,
         )
-    pids = sorted({h.pid for h in holders if h.pid is not None and h.pid != os.getpid()})
-    if not pids:
-        raise CommandError(f"port {port} is held by this very command", EXIT_REFUSED)
+    return holders
+
+
+def _containers(
+    port: int, holders: list[Holder], arguments: argparse.Namespace
+) -> list[tuple[Forwarder, Container]]:
+    """The containers to stop, each once (a forwarder may hold IPv4 and IPv6 sockets), with
+    the forwarder facts their runtime is asked with, checked against the owner rules."""
+    found: dict[object, tuple[Forwarder, Container]] = {}
     me = os.getuid() if hasattr(os, "getuid") else None
-    # Identity (PID and start time) is captured before any question: a PID reused while a
-    # person answers is not the process they agreed to stop.
-    started = {pid: system.process_start_time(pid) for pid in pids}
-    for pid in pids:
-        process = system.process_facts(pid)
-        if process is None:
+    for holder in holders:
+        container = holder.container
+        if container is None or holder.pid is None:
             continue
-        if me is not None and process.uid != me and not arguments.any_user:
-            owner = process.username or f"uid {process.uid}"
+        facts = _platform.system.process_facts(holder.pid)
+        forwarder = recognise(facts) if facts is not None else None
+        if forwarder is None:
+            continue  # its forwarder is gone: the container stopped meanwhile
+        if container.handle is None:
             msg = (
-                f"PID {pid} ({' '.join(process.cmdline) or process.name}) belongs to {owner}; "
-                "localport kill stops only your own processes (pass --any-user to override)"
+                f"port {port} is in use {explain(port, [holder], instead=USE_ANOTHER_PORT)}; "
+                "localport kill stops a container only when it can tell which one"
             )
             raise CommandError(msg, EXIT_REFUSED)
-        if not arguments.yes:
-            _confirm(port, pid, process.cmdline)
-    for pid in pids:
-        if system.pid_alive(pid) and not system.same_process(pid, started[pid]):
-            msg = f"PID {pid} was reused by another process since it was looked at; not signalled"
-            raise CommandError(msg, EXIT_REFUSED)
-        _send(pid, started[pid], arguments.signal)
-    deadline = time.monotonic() + arguments.timeout
-    while any(system.same_process(pid, started[pid]) for pid in pids):
-        if time.monotonic() > deadline:
-            for pid in pids:
-                _send(pid, started[pid], system.kill_signal)
-            break
-        time.sleep(0.05)
-    try:
-        wait_until_free(port, proto=proto, host="127.0.0.1", timeout=arguments.timeout)
-    except WaitTimeoutError:
-        raise CommandError(
-            f"port {port} is still held after stopping PID(s) {pids}", EXIT_NO
-        ) from None
-    say(f"stopped PID {', '.join(map(str, pids))}; port {port} is free")
+        if me is not None and holder.uid != me and not arguments.any_user:
+            owner = holder.username or f"uid {holder.uid}"
+            msg = (
+                f"{container_text(container)} belongs to {owner}; localport kill stops only "
+                "your own containers and processes (pass --any-user to override)"
+            )
+            raise CommandError(printable(msg), EXIT_REFUSED)
+        found.setdefault(
+            (container.runtime, container.id or container.handle), (forwarder, container)
+        )
+    return list(found.values())
+
+
+def _owned_command(pid: int, arguments: argparse.Namespace) -> str:
+    """*pid*'s command line, once the owner rules allow stopping it."""
+    process = _platform.system.process_facts(pid)
+    if process is None:
+        return ""
+    command = " ".join(process.cmdline) or process.name or ""
+    me = os.getuid() if hasattr(os, "getuid") else None
+    if me is not None and process.uid != me and not arguments.any_user:
+        owner = process.username or f"uid {process.uid}"
+        msg = (
+            f"PID {pid} ({command}) belongs to {owner}; "
+            "localport kill stops only your own processes (pass --any-user to override)"
+        )
+        raise CommandError(msg, EXIT_REFUSED)
+    return command
+
+
+def _container_action(forwarder: Forwarder, container: Container, grace: float) -> dict[str, Any]:
+    return {
+        "kind": "container",
+        "container": container_json(container),
+        "forwarder_pid": forwarder.pid,
+        "command": stop_command(container, grace),
+    }
+
+
+def _process_action(pid: int, command: str, signame: str, grace: float) -> dict[str, Any]:
+    return {"kind": "process", "pid": pid, "command": command, "signal": signame, "grace": grace}
+
+
+def _done(actions: list[dict[str, Any]]) -> str:
+    containers = [a["container"] for a in actions if a["kind"] == "container"]
+    pids = [str(a["pid"]) for a in actions if a["kind"] == "process"]
+    parts = [f"stopped {c['runtime']} container {c['name'] or c['id'][:12]}" for c in containers]
+    if pids:
+        parts.append(f"stopped PID {', '.join(pids)}")
+    return "; ".join(parts)
+
+
+def _dry_run(
+    port: int,
+    proto: SocketProto,
+    containers: list[tuple[Forwarder, Container]],
+    commands: dict[int, str],
+    arguments: argparse.Namespace,
+) -> int:
+    grace = arguments.timeout
+    signame = signal.Signals(arguments.signal).name
+    actions = [_container_action(f, c, grace) for f, c in containers]
+    actions += [_process_action(pid, command, signame, grace) for pid, command in commands.items()]
+    if arguments.json:
+        print_json({"port": port, "proto": proto, "dry_run": True, "actions": actions})
+        return EXIT_OK
+    for forwarder, container in containers:
+        print(
+            printable(
+                f"would stop {container_text(container)} with `{stop_command(container, grace)}` "
+                f"(its port forwarder, PID {forwarder.pid}, is left to the runtime)"
+            )
+        )
+    for pid, command in commands.items():
+        print(
+            printable(
+                f"would send {signame} to PID {pid} ({command}), then SIGKILL if it still "
+                f"runs after {grace:g} s"
+            )
+        )
+    print(f"nothing was done (--dry-run); port {port} is still held")
     return EXIT_OK
 
 
-def _confirm(port: int, pid: int, cmdline: Sequence[str]) -> None:
+def _confirm(question: str) -> None:
     if not sys.stdin.isatty():
         msg = "not a terminal, so not asking: pass --yes to stop it"
         raise CommandError(msg, EXIT_REFUSED)
-    command = printable(" ".join(cmdline))
+    # The question goes to stderr, so that stdout stays the JSON of --json.
+    print(f"{printable(question)} [y/N] ", end="", file=sys.stderr, flush=True)
     try:
-        answer = input(f"stop PID {pid} ({command}) holding port {port}? [y/N] ")
+        answer = input()
     except EOFError:  # Ctrl-D: no answer is no
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):

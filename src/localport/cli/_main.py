@@ -173,10 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     kill = command(
         "kill",
-        "stop the process holding a port",
+        "stop the process (or container) holding a port",
         "Stop the process that holds PORT: SIGTERM (or --signal), then SIGKILL after "
-        "--timeout seconds. Asks first on a terminal unless --yes; never touches another "
-        "user's process (even as root) unless --any-user.",
+        "--timeout seconds. A container's port (podman, docker) is freed by stopping the "
+        "container through its runtime, with --timeout as its grace period. Asks first on a "
+        "terminal unless --yes; never touches another user's process or container (even as "
+        "root) unless --any-user.",
     )
     kill.add_argument("port", type=port_type)
     kill.add_argument("--signal", type=signal_type, default=signal.SIGTERM, metavar="SIGNAL")
@@ -184,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("--yes", action="store_true", help="do not ask")
     kill.add_argument("--any-user", action="store_true", help="allow other users' processes")
     kill.add_argument("--udp", action="store_true", help="UDP instead of TCP")
+    kill.add_argument("--dry-run", action="store_true", help="say what would be done; do nothing")
+    kill.add_argument("--json", action="store_true", help="print what was done as JSON")
 
     release = command(
         "release", "end a `reserve --hold`", "End the holder `reserve --hold` left on PORT."

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from .._containers import Container
     from .._holders import Holder
     from .._registry import ReservationInfo
 
@@ -58,7 +59,29 @@ def holder_json(holder: Holder) -> dict[str, Any]:
         "v6only": holder.v6only,
         "started": holder.started,
         "reservation": reservation_json(holder.reservation) if holder.reservation else None,
+        "container": container_json(holder.container) if holder.container else None,
     }
+
+
+def container_json(container: Container) -> dict[str, Any]:
+    return {
+        "runtime": container.runtime,
+        "id": container.id,
+        "name": container.name,
+        "image": container.image,
+        "project": container.project,
+        "service": container.service,
+        "inner_address": container.inner_address,
+        "answered": container.answered,
+    }
+
+
+def container_text(container: Container) -> str:
+    """A container in a few words, for a table cell or a report line."""
+    text = f"{container.runtime} container {container.handle or '?'}"
+    details = [f"service {container.service}"] if container.service else []
+    details += [f"image {container.image}"] if container.image else []
+    return f"{text} ({', '.join(details)})" if details else text
 
 
 def reservation_json(info: ReservationInfo) -> dict[str, Any]:
@@ -117,7 +140,10 @@ def holder_rows(holders: Sequence[Holder], *, exposure: bool = False) -> list[li
             holder.status,
             since(holder.started),
             name,
-            one_line(holder.command, 60) or "-",
+            # A container's description replaces its forwarder's long command line.
+            one_line(container_text(holder.container), 100)
+            if holder.container
+            else one_line(holder.command, 60) or "-",
         ]
         if exposure:
             row.append("network" if exposed(holder) else "local")
@@ -144,6 +170,8 @@ def holder_line(holder: Holder) -> str:
     address = holder.address_text or "-"
     named = holder.reservation.name if holder.reservation else None
     name = f"  localport name {named!r}" if named else ""
+    if holder.container is not None:
+        name += f"  ({container_text(holder.container)})"
     return (
         f"  {holder.proto:<4} {holder.status:<11} {address:<16} pid {pid:<8} {user:<10} "
         f"{one_line(holder.command, 100)}{name}"
