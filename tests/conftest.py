@@ -17,11 +17,15 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["pytester"]
 
-# Tests that need fixed port numbers, or a range of their own, use 24000-29099: outside
+# Tests that need fixed port numbers, or a range of their own, use 24000-31999: outside
 # localport's default range (49152-65535, where every other test picks) and below the
 # kernel's default ephemeral range (32768-60999), so neither other xdist workers nor outgoing
 # connections ever touch them. Each test (and each variant of one) has its own numbers: tests
-# have separate lock directories, which coordinate only through the kernel.
+# have separate lock directories, which coordinate only through the kernel. Blocks: 24000-29099
+# the core tests (reserve, launch, cli, concurrency, lock files...), 29200-29219 any-address,
+# 29300-29399 plugin replacement and hostile input, 29600-29799 containers, 29800-29899
+# compromised files, shared directories, privileged ranges, fuzz, holder search, faults, kill
+# identity, 31000-31199 load tests. Pick a new number with grep.
 
 
 @pytest.fixture(autouse=True)

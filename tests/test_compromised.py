@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import localport
+from helpers import needs_root
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -157,3 +158,32 @@ def test_an_intact_reservation_is_not_compromised_and_a_released_one_never_is() 
     assert reservation.compromised is False
     with localport.reserve(29805) as again:
         assert again.compromised is False
+
+
+#: Binds the claim name given as its argument as user nobody, prints "ready", waits.
+SQUATTER = """
+    import os, socket, sys
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind("\\0" + sys.argv[1])
+    print('"ready"', flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="claims are Linux's abstract sockets")
+@needs_root
+def test_another_user_holding_a_claim_name_cannot_block_your_private_directory(
+    spawn: Any, lock_dir: Path
+) -> None:
+    from localport._registry import Registry
+
+    registry = Registry.open(str(lock_dir))
+    squatter = spawn(SQUATTER, f"{registry.claim_prefix}29806")
+    assert squatter.read() == "ready"
+    # Only you and root can make lock files in your 0700 directory: nobody's claim is no
+    # reservation of it, so the port is yours (and your own claim-less reservation works).
+    with localport.reserve(29806, guard=False) as reservation:
+        assert reservation.port == 29806

@@ -19,6 +19,12 @@ from ._errors import LockDirError
 
 LOCK_DIR_ENV = "LOCALPORT_DIR"
 
+#: Lock directories whose parents passed :func:`_check_parents` in this process. A verdict
+#: stands: each of those directories belongs to you or root and no one else may rename its
+#: entries, so only you or root could change it since (and a reserve() per test should not
+#: pay a walk up to ``/`` each time).
+_SAFE_PARENTS: set[str] = set()
+
 
 @dataclass(frozen=True)
 class LockDir:
@@ -55,7 +61,7 @@ def open_lock_dir(lock_dir: str | None, *, write: bool = True) -> LockDir:
         raise
     except OSError as error:  # too long a name, a file where a parent should be...
         raise LockDirError(path, f"it cannot be used: {error.strerror or error}") from error
-    if _platform.system.posix_permissions:
+    if _platform.system.posix_permissions and path not in _SAFE_PARENTS:
         try:
             _check_parents(path)
         except LockDirError:
@@ -66,6 +72,8 @@ def open_lock_dir(lock_dir: str | None, *, write: bool = True) -> LockDir:
     if write and not os.access(path, os.W_OK | os.X_OK):
         # Otherwise every lock file fails to be made and a walk ends "all ports busy".
         raise LockDirError(path, "you cannot create files in it (its mode, or a read-only disk)")
+    if _platform.system.posix_permissions:
+        _SAFE_PARENTS.add(path)
     return LockDir(path, shared)
 
 
