@@ -180,30 +180,9 @@ class Registry:
         try:
             return _platform.system.claim(name)
         except FileExistsError:
-            if self._impostor(name):
+            if _held_by_impostor(self.path, name):
                 return None  # not a reservation of this directory: reserve without a claim
             raise
-
-    def _impostor(self, name: str) -> bool:
-        """Whether claim *name* is held by a user who cannot have reserved anything here.
-
-        Claim names live in a namespace every local user may bind in, and the name of a
-        directory's claims can be computed: without this check, another user could hold
-        them all and keep you from reserving any port in your own private directory. Only
-        the directory's owner and root can make lock files in a directory no one else may
-        write to; any user can in one open to others, so there a claim always counts.
-        """
-        system = _platform.system
-        try:
-            info = os.stat(self.path)
-        except OSError:
-            return False
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return False
-        inode = (system.claims(name) or {}).get(name)
-        pid = None if inode is None else system.pids_of_inodes([inode]).get(inode)
-        facts = None if pid is None else system.process_facts(pid)
-        return facts is not None and facts.uid not in (info.st_uid, 0)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -297,6 +276,29 @@ def _read_name_file(path: str) -> NameRecord | None:
         return None
     host = _text(record.get("host"), "127.0.0.1") or "127.0.0.1"
     return NameRecord(name=name, port=port, host=host, scope=scope)
+
+
+def _held_by_impostor(path: str, name: str) -> bool:
+    """Whether claim *name* of the lock directory *path* is held by a user who cannot have
+    reserved anything there.
+
+    Claim names live in a namespace every local user may bind in, and the name of a
+    directory's claims can be computed: without this check, another user could hold them all
+    and keep you from reserving any port in your own private directory. Only the directory's
+    owner and root can make lock files in a directory no one else may write to; any user can
+    in one open to others, so there a claim always counts.
+    """
+    system = _platform.system
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    inode = (system.claims(name) or {}).get(name)
+    pid = None if inode is None else system.pids_of_inodes([inode]).get(inode)
+    facts = None if pid is None else system.process_facts(pid)
+    return facts is not None and facts.uid not in (info.st_uid, 0)
 
 
 @functools.lru_cache(maxsize=64)
