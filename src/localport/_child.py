@@ -21,6 +21,9 @@ from . import _platform
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from types import TracebackType
+
+    from typing_extensions import Self
 
 TAIL_LINES = 20
 
@@ -127,6 +130,24 @@ class Child:
                     except Exception:  # noqa: BLE001, S112 - a caller's sink must not stop
                         # the reading: the program would block once its pipe filled up.
                         continue
+
+
+class StoppedOnExit:
+    """A context manager whose exit calls :meth:`stop`."""
+
+    def stop(self, timeout: float = 5.0) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class StartedProgram:

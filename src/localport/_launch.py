@@ -16,7 +16,7 @@ from ._arguments import (
     check_scope,
     check_seconds,
 )
-from ._child import Child, StartedProgram, child_environment
+from ._child import Child, StartedProgram, StoppedOnExit, child_environment
 from ._errors import PlaceholderError, ServerStartError
 from ._placeholders import Address, expand, referenced_names, wants_fd
 from ._readiness import Failure, Readiness
@@ -25,14 +25,12 @@ from ._reserve import reserve
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from types import TracebackType
 
-    from typing_extensions import Self
 
 _POLL = 0.02
 
 
-class Server(StartedProgram):
+class Server(StartedProgram, StoppedOnExit):
     """A server started by :func:`launch`, listening on its reserved port.
 
     The port stays reserved until the server exits. Use it as a context manager, or call
@@ -75,17 +73,6 @@ class Server(StartedProgram):
         code = self._child.stop(timeout)
         self._reservation.release()
         return code
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.poll() is None else f"exited {self.poll()}"

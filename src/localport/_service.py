@@ -7,13 +7,10 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ._child import StartedProgram
+from ._child import StartedProgram, StoppedOnExit
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
-    from types import TracebackType
-
-    from typing_extensions import Self
 
     from ._child import Child
     from ._reservation import Reservation
@@ -65,7 +62,7 @@ class Service(StartedProgram):
         return f"<Service {self._name}{where} pid={self.pid} {state}>"
 
 
-class Services(Mapping[str, Service]):
+class Services(Mapping[str, Service], StoppedOnExit):
     """The services :func:`launch_services` started, by name, in the order given.
 
     A context manager: leaving it stops them all (newest first).
@@ -111,17 +108,6 @@ class Services(Mapping[str, Service]):
             service.name: service.stop(timeout)
             for service in reversed(list(self._services.values()))
         }
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<Services {', '.join(repr(s) for s in self._services.values())}>"
