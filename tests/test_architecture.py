@@ -21,6 +21,7 @@ ORDER = [
     "_errors",
     "_arguments",
     "_version",
+    "_ending",
     "_placeholders",
     "_procfile",
     "_project",

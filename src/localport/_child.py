@@ -18,12 +18,10 @@ import threading
 from typing import TYPE_CHECKING
 
 from . import _platform
+from ._ending import EndsOnExit
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from types import TracebackType
-
-    from typing_extensions import Self
 
 TAIL_LINES = 20
 
@@ -132,21 +130,15 @@ class Child:
                         continue
 
 
-class StoppedOnExit:
-    """A context manager whose exit calls :meth:`stop`."""
+class StoppedOnExit(EndsOnExit):
+    """Ended by ``stop()``."""
+
+    __slots__ = ()
 
     def stop(self, timeout: float = 5.0) -> object:
         raise NotImplementedError
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def _end(self) -> None:
         self.stop()
 
 

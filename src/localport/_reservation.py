@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 # Proto at run time, not only for type checkers: the API reference resolves it in signatures.
 from ._arguments import Proto, check_lease
+from ._ending import EndsOnExit
 from ._errors import LocalportError
 from ._handoff import ReservedAddress
 from ._listing import mark_lease
@@ -20,9 +21,6 @@ from ._registry import Registry
 if TYPE_CHECKING:
     import socket
     from collections.abc import Iterator, Sequence
-    from types import TracebackType
-
-    from typing_extensions import Self
 
     from ._lockfile import LockedPort
 
@@ -75,23 +73,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=LIVE.forget_after_fork)
 
 
-class _ReleasedOnExit:
-    """A context manager whose exit calls ``release()``."""
+class _ReleasedOnExit(EndsOnExit):
+    """Ended by ``release()``."""
 
     __slots__ = ()
 
     def release(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def _end(self) -> None:
         self.release()
 
 
