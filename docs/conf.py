@@ -22,6 +22,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
+    "sphinx_copybutton",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
@@ -88,6 +89,18 @@ import shutil as _shutil
 _os.environ.pop("LOCALPORT_DIR", None)
 _shutil.rmtree(_docs_lock_dir, ignore_errors=True)
 """
+
+# -- copy button ------------------------------------------------------------------------------
+# Every code block gets a copy button that copies what a reader would type: the prompts of
+# console (`$ `) and Python (`>>> `, `... `) sessions are stripped, and a session's output lines
+# (the lines without a prompt) are left out. Blocks without any prompt are copied whole.
+copybutton_prompt_text = r"\$ |>>> |\.\.\. "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = True
+# Pygments marks prompts (.gp) and output (.go) in console and pycon blocks: never copy them.
+copybutton_exclude = ".linenos, .gp, .go"
+# No button on a block that only shows output (the `testoutput` of an example).
+copybutton_selector = "div:not(.highlight-none) > div.highlight > pre"
 
 # -- HTML --------------------------------------------------------------------------------------
 html_theme = "furo"
