@@ -7,13 +7,16 @@ skipped with a note)::
     python benchmarks/bench_reserve.py --quick         # smoke run
     python benchmarks/bench_reserve.py --only raw,portpicker --iterations 500
     python benchmarks/bench_reserve.py --sections latency --only localport,raw,portpicker
+    python benchmarks/bench_reserve.py --charts docs/images   # + the docs' charts
 
 If ``localport`` is not installed, the script imports it from ``src/`` next to this file.
 Options: ``--iterations N`` (latency samples, default 2000), ``--processes P`` and ``--ports K``
 (collision run, default 16 and 20), ``--quick`` (200 / 8 / 10, no TIME_WAIT draining),
 ``--[no-]drain``, ``--only NAME[,NAME]`` with names from: localport, raw, portpicker,
 ephemeral_port_reserve, port_for, portend, and ``--sections NAME[,NAME]`` with names from:
-latency, busy, collisions (the tables below; default all three).
+latency, busy, collisions (the tables below; default all three), ``--charts DIR`` (also draw
+``reserve-latency.svg`` from the latency table and ``reserve-collisions.svg`` from the
+collision table into DIR, with ``charts.py``; needs matplotlib, from the ``bench`` extra).
 
 Everything binds loopback addresses only. The machine facts (Python, kernel, CPU count, the
 kernel's ephemeral port range, load average and TCP sockets, from ``_common.py``; then
@@ -96,6 +99,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypedDict, cast
 
+import charts
 from _common import (
     LOOPBACK,
     US,
@@ -203,6 +207,9 @@ class Config:
     tools: list[str]
     drain: bool
     sections: list[str] = field(default_factory=lambda: list(SECTIONS))
+    charts: str | None = None
+    #: The charts' footer: the machine, and the load average when the run began.
+    footer: str = ""
 
 
 @dataclass
@@ -451,6 +458,43 @@ def _warm_picker(lock_dir: str) -> tuple[Picker, str]:
     return _make_picker("localport", lock_dir, port_range), note
 
 
+#: How the charts name the tools: the names their users install them by.
+CHART_NAMES = {
+    "localport": "localport",
+    WARM_LABEL: "localport, warm lock dir",
+    "raw": "bind(0) + close",
+    "portpicker": "portpicker",
+    "ephemeral_port_reserve": "ephemeral-port-reserve",
+    "port_for": "port-for",
+    "portend": "portend",
+}
+
+
+def draw_latency_chart(
+    cfg: Config, medians: dict[str, float], labels: Sequence[str], footer: str
+) -> None:
+    """reserve-latency.svg: the median of one pick per tool, and its ratio to portpicker."""
+    assert cfg.charts is not None
+    shown = [label for label in labels if label in medians]
+    base = medians.get("portpicker")
+
+    def value(us: float) -> str:
+        ratio = f" ({us / base:.2f}x portpicker)" if base else ""
+        return f"{us:,.1f} {US}{ratio}"
+
+    path = charts.bar_chart(
+        Path(cfg.charts) / "reserve-latency.svg",
+        title="Time to pick one free port (median, lower is better)",
+        rows=[CHART_NAMES.get(label, label) for label in shown],
+        series=[charts.Series("median", [medians[label] for label in shown])],
+        unit=f"{US} per pick, log scale",
+        footer=footer,
+        log=True,
+        value_format=value,
+    )
+    print(f"- chart: {path}")
+
+
 def run_latency(cfg: Config, lock_dir: str, warm_lock_dir: str) -> None:
     print(f"## 1. Latency of one pick ({cfg.iterations} iterations)\n")
     medians: dict[str, float] = {}
@@ -501,6 +545,10 @@ def run_latency(cfg: Config, lock_dir: str, warm_lock_dir: str) -> None:
         print()
     for note in notes:
         print(f"- {note}")
+    if cfg.charts is not None and medians:
+        draw_latency_chart(
+            cfg, medians, labels, cfg.footer + f" \N{MIDDLE DOT} {cfg.iterations:,} picks a tool"
+        )
     print()
 
 
@@ -914,7 +962,36 @@ def run_collisions(cfg: Config, root: str) -> None:
     print()
     for r in runs:
         _print_run_notes(r)
+    if cfg.charts is not None and runs:
+        draw_collision_chart(cfg, runs)
     print()
+
+
+def draw_collision_chart(cfg: Config, runs: Sequence[RunStats]) -> None:
+    """reserve-collisions.svg: failed binds per tool, quiet and with outgoing connections."""
+    assert cfg.charts is not None
+    tools = [tool for tool in cfg.tools if any(r.tool == tool for r in runs)]
+    failed = {(r.tool, r.mode): r.failed for r in runs}
+    binds = cfg.processes * cfg.ports
+    series = [
+        charts.Series(
+            label, [float(failed[tool, mode]) if (tool, mode) in failed else None for tool in tools]
+        )
+        for mode, label in (("quiet", "quiet machine"), ("noise", "with outgoing connections"))
+    ]
+    path = charts.bar_chart(
+        Path(cfg.charts) / "reserve-collisions.svg",
+        title=(
+            f"Failed binds: {cfg.processes} processes x {cfg.ports} ports picked at once "
+            "(lower is better)"
+        ),
+        rows=[CHART_NAMES.get(tool, tool) for tool in tools],
+        series=series,
+        unit=f"failed binds out of {binds:,} a run",
+        footer=cfg.footer,
+        value_format=lambda value: f"{value:.0f}",
+    )
+    print(f"- chart: {path}")
 
 
 def _print_run_notes(r: RunStats) -> None:
@@ -963,6 +1040,11 @@ def _parse_args(argv: Sequence[str] | None) -> Config:
         help="before each collision run wait (up to 65 s) for TIME_WAIT sockets to expire "
         "(default: on, off with --quick)",
     )
+    parser.add_argument(
+        "--charts",
+        metavar="DIR",
+        help="also draw reserve-latency.svg and reserve-collisions.svg into DIR (matplotlib)",
+    )
     args = parser.parse_args(argv)
     defaults = (200, 8, 10) if args.quick else (2000, 16, 20)
     tools = list(TOOLS)
@@ -986,6 +1068,7 @@ def _parse_args(argv: Sequence[str] | None) -> Config:
         tools=tools,
         drain=args.drain if args.drain is not None else not args.quick,
         sections=sections,
+        charts=args.charts,
     )
     if min(cfg.iterations, cfg.processes, cfg.ports) < 1:
         parser.error("--iterations, --processes and --ports must be at least 1")
@@ -1010,6 +1093,7 @@ def _available_tools(tools: Sequence[str], lock_dir: str) -> tuple[list[str], li
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = _parse_args(argv)
+    cfg.footer = charts.machine_footer()
     # portpicker asks a portserver only when this is set; the children inherit the removal.
     os.environ.pop("PORTSERVER_ADDRESS", None)
     _install_call_guard()
