@@ -7,11 +7,14 @@ repository root with the project's virtualenv::
     .venv/bin/python benchmarks/bench_holders.py --quick      # smoke run, under a minute
     .venv/bin/python benchmarks/bench_holders.py --runs 50    # 50 runs of every method
     .venv/bin/python benchmarks/bench_holders.py --profile    # + cProfile of who_holds()
+    .venv/bin/python benchmarks/bench_holders.py --charts docs/images   # + the docs' chart
 
 Options: ``--runs N`` (runs of every method; default 30 for the subprocess tools and 200 for
 the in-process methods, 10 and 50 with ``--quick``), ``--crowd-sockets N`` (sockets the crowd
 helper holds; default 16000, 2000 with ``--quick``), ``--quick`` and ``--profile`` (after
-each table, the 15 costliest functions of 50 ``who_holds()`` calls, by cumulative time).
+each table, the 15 costliest functions of 50 ``who_holds()`` calls, by cumulative time),
+``--charts DIR`` (also draw ``who-holds.svg``, the median time of every method in the quiet and
+crowd scenarios, into DIR with ``charts.py``; needs matplotlib, from the ``bench`` extra).
 Run it as root to see what root sees; as another user, lsof, ss and psutil only see that
 user's processes, as does ``who_holds()``. Only 127.0.0.1 is ever bound or connected to.
 
@@ -85,6 +88,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import charts
 from _common import (
     LOOPBACK,
     Child,
@@ -609,6 +613,49 @@ def print_goals(quiet: Sequence[Result], crowd: Sequence[Result]) -> None:
         )
 
 
+def draw_chart(
+    directory: str,
+    quiet: Sequence[Result],
+    crowd: Sequence[Result],
+    *,
+    crowd_sockets: int,
+    footer: str,
+) -> None:
+    """who-holds.svg: every method's median in the quiet and crowd scenarios, log scale."""
+    names = [r.method.name for r in quiet]
+    medians = {
+        label: {r.method.name: r.median_ms for r in results if r.method.find is not None}
+        for label, results in (("quiet", quiet), ("crowd", crowd))
+    }
+    path = charts.bar_chart(
+        os.path.join(directory, "who-holds.svg"),
+        title="Time to find who listens on a port (median, lower is better)",
+        rows=[_CHART_NAMES.get(name, name) for name in names],
+        series=[
+            charts.Series("quiet machine", [medians["quiet"].get(name) for name in names]),
+            charts.Series(
+                f"beside a process with {crowd_sockets:,} sockets",
+                [medians["crowd"].get(name) for name in names],
+            ),
+        ],
+        unit="milliseconds, log scale",
+        footer=footer,
+        log=True,
+        value_format=lambda ms: f"{_ms(ms)} ms",
+    )
+    print(f"- chart: {path}")
+
+
+#: How the chart names the methods.
+_CHART_NAMES = {
+    "who_holds()": "localport who_holds()",
+    "ss -ltnp": "ss -ltnp",
+    "lsof": "lsof",
+    "fuser": "fuser",
+    "psutil": "psutil",
+}
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -630,6 +677,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--pressure-descriptors", type=int, default=20_000, metavar="N", help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--charts", metavar="DIR", help="also draw who-holds.svg into DIR (matplotlib)"
     )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
@@ -663,6 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("This benchmark needs Linux (/proc, ss, sock_diag).", file=sys.stderr)
         return 2
     exit_on_sigterm()
+    footer = charts.machine_footer()
     quick: bool = arguments.quick
     runs_subprocess = arguments.runs or (QUICK_RUNS_SUBPROCESS if quick else RUNS_SUBPROCESS)
     runs_in_process = arguments.runs or (QUICK_RUNS_IN_PROCESS if quick else RUNS_IN_PROCESS)
@@ -708,6 +759,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile=arguments.profile,
         )
         print_goals(quiet, crowd)
+        if arguments.charts is not None:
+            draw_chart(
+                arguments.charts,
+                quiet,
+                crowd,
+                crowd_sockets=crowd_report.sockets,
+                footer=footer + f" \N{MIDDLE DOT} {runs_in_process} runs in process, "
+                f"{runs_subprocess} of each command",
+            )
         if arguments.pressure:
             for child in reversed(children):
                 child.stop()

@@ -128,7 +128,7 @@ def bar_chart(
         ax.grid(axis="x", color="#dddddd", linewidth=0.6)
         ax.set_axisbelow(True)
         if count > 1:
-            ax.legend(loc="lower right", fontsize=8, frameon=False)
+            ax.legend(loc="best", ncols=count, fontsize=8, frameon=False)
         fig.supxlabel(footer, x=0.01, ha="left", fontsize=7, color="#555555")
         fig.savefig(target, metadata={"Date": None} if target.suffix == ".svg" else None)
     finally:
