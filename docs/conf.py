@@ -8,6 +8,8 @@ Build (warnings are errors, every cross-reference must resolve)::
 
 from __future__ import annotations
 
+import doctest as _doctest
+import re as _re
 from importlib.metadata import version as _version
 from pathlib import Path as _Path
 
@@ -48,6 +50,25 @@ nitpick_ignore = [
 ]
 
 # -- doctest -----------------------------------------------------------------------------------
+# Examples show output as a real run prints it: `http://127.0.0.1:52317`, never
+# `http://127.0.0.1:...`. Ports, PIDs and times differ from run to run, so an example whose
+# output has them says `:options: +NUMBERS_VARY`: every number then matches any number (the
+# rest of the line must match exactly).
+_NUMBERS_VARY = _doctest.register_optionflag("NUMBERS_VARY")
+_NUMBER = _re.compile(r"\d+")
+_check_output = _doctest.OutputChecker.check_output
+
+
+def _check_output_numbers_vary(
+    self: _doctest.OutputChecker, want: str, got: str, optionflags: int
+) -> bool:
+    if optionflags & _NUMBERS_VARY:
+        want, got = _NUMBER.sub("0", want), _NUMBER.sub("0", got)
+    return _check_output(self, want, got, optionflags)
+
+
+_doctest.OutputChecker.check_output = _check_output_numbers_vary  # type: ignore[method-assign]
+
 # Every example runs against a fresh private lock directory, never the reader's real one.
 doctest_global_setup = """
 import os as _os
