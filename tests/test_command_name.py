@@ -14,9 +14,12 @@ VENV = "/home/me/proj/.venv/bin"
     [
         # Console scripts in a virtualenv: the interpreter and both paths dropped.
         ([f"{VENV}/python3", f"{VENV}/flask", "run", "--port", "5000"], "flask run"),
-        ([f"{VENV}/python3", ".venv/bin/flask", "--app", "x.py", "run"], "flask"),
+        ([f"{VENV}/python3", ".venv/bin/flask", "--app", "src/x.py", "run"], "flask run"),
+        ([f"{VENV}/python3", ".venv/bin/flask", "--debug", "run"], "flask run"),
+        (["uvicorn", "--port=8000", "main:app"], "uvicorn main:app"),
+        (["gunicorn", "-w", "4", "app:app"], "gunicorn app:app"),
+        (["tool", "--flag", "some thing", "run"], "tool"),
         ([f"{VENV}/python3", f"{VENV}/uvicorn", "app:app", "--port", "8000"], "uvicorn app:app"),
-        ([f"{VENV}/gunicorn", "-w", "4", "app:app"], "gunicorn"),
         # Modules: a package's module is shown as run; a top-level one is the program.
         (["/usr/bin/python3", "-m", "http.server", "8000"], "python -m http.server"),
         (["python3.12", "-u", "-X", "dev", "-m", "http.server"], "python -m http.server"),
@@ -87,4 +90,5 @@ def test_a_long_argument_is_not_shown() -> None:
 
 def test_a_tuple_is_accepted_and_nesting_ends() -> None:
     nested = ("sh", "-c", "sh -c 'sh -c \"sh -c true\"'")
-    assert command_name(nested) in ("sh", "true")
+    assert command_name(nested) == "sh"
+    assert command_name(["bash", "deploy.sh"]) == "bash"

@@ -11,8 +11,9 @@ The rules, in order:
 - an interpreter's path is dropped: ``python -m http.server``, ``node server.js``; a script
   without a source extension (a console script in a ``bin`` directory: ``.venv/bin/flask``) is
   the program itself, and so is a module without a dot (``python -m uvicorn`` is ``uvicorn``);
-- the program's own path is dropped, and its first argument kept when it is a word or an
-  ``app:object`` reference (``flask run``, ``uvicorn app:app``), not an option or a path;
+- the program's own path is dropped, and its first argument that is a word or an
+  ``app:object`` reference kept (``flask run``, ``uvicorn app:app``), past options and the
+  paths or numbers that follow them (``flask --app src/app.py run``);
 - localport's own processes are named by what they do: ``localport run: flask run`` (with the
   program it started), ``localport reserve --hold`` (the background holder).
 """
@@ -49,6 +50,8 @@ _WORD = re.compile(r"[A-Za-z_][\w.-]*(:[\w.]+)?")
 #: localport's options that take a value, for finding the command a ``run`` started.
 _RUN_VALUE_OPTIONS = frozenset({"--name", "--port", "--host", "--env", "--ready-timeout"})
 _HOLD_COMMAND = "_hold"
+#: An option's value that is not a word: a path or a number.
+_VALUE = re.compile(r"[\w.~-]*[/\\][^\s]*|\d+(\.\d+)*")
 _LONGEST_WORD = 40
 
 
@@ -69,7 +72,9 @@ def _name(argv: list[str], depth: int) -> str:
         return ""
     program = _base(argv[0])
     family = _family(program)
-    if program in _SHELLS and len(argv) >= 3 and argv[1] == "-c" and depth < 3:
+    if program in _SHELLS:
+        if len(argv) < 3 or argv[1] != "-c" or depth >= 3:
+            return program  # an interactive shell, a script, or nested too deep
         try:
             inner = shlex.split(argv[2])
         except ValueError:
@@ -145,9 +150,24 @@ def _script(interpreter: str, rest: list[str], depth: int) -> str:
 def _program(program: str, arguments: list[str], depth: int) -> str:
     if program == "localport":
         return _localport(arguments, depth)
-    if arguments and _WORD.fullmatch(arguments[0]) and len(arguments[0]) <= _LONGEST_WORD:
-        return f"{program} {arguments[0]}"
-    return program
+    word = _first_word(arguments)
+    return f"{program} {word}" if word else program
+
+
+def _first_word(arguments: list[str]) -> str | None:
+    """The first argument that is a word or ``module:object``, past options and the values
+    that follow them (a path or a number: ``--app src/app.py run``, ``-w 4 app:app``)."""
+    after_option = False
+    for argument in arguments:
+        if argument.startswith("-"):
+            after_option = "=" not in argument
+            continue
+        if _WORD.fullmatch(argument) and len(argument) <= _LONGEST_WORD:
+            return argument
+        if not (after_option and _VALUE.fullmatch(argument)):
+            return None
+        after_option = False
+    return None
 
 
 def _localport(arguments: list[str], depth: int) -> str:
