@@ -150,7 +150,6 @@ class _Spinner:
         self._stop.set()
         self._thread.join()
         with self.lock:
-            self._shown = True  # cleared whatever was drawn: nothing may be left
             self.clear()
 
     def clear(self) -> None:
