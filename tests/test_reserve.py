@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 import time
@@ -355,3 +356,54 @@ def _ipv6() -> bool:
     from helpers import has_ipv6
 
     return has_ipv6()
+
+
+# Where walks start: 30800-30999 (tests/conftest.py's plan), 200 ports, so that two processes
+# whose walks started alike would pick the very same six ports.
+_WALK_RANGE = (30800, 30999)
+
+
+def _six_picks() -> list[int]:
+    group = [reserve(port_range=_WALK_RANGE) for _ in range(6)]
+    try:
+        return [reservation.port for reservation in group]
+    finally:
+        for reservation in group:
+            reservation.release()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_does_not_repeat_its_parents_walks() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: pick, report, leave without running atexit
+        try:
+            os.write(write_end, json.dumps(_six_picks()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        child_picks = json.loads(os.read(read_end, 4096))
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(read_end)
+    assert _six_picks() != child_picks
+
+
+def test_processes_that_seed_random_alike_still_walk_differently(spawn: Any) -> None:
+    # pytest-randomly seeds the random module with one seed in every xdist worker.
+    code = f"""
+        import json, random, localport
+        random.seed(1234)
+        group = [localport.reserve(port_range={_WALK_RANGE}) for _ in range(6)]
+        print(json.dumps([reservation.port for reservation in group]), flush=True)
+        for reservation in group:
+            reservation.release()
+    """
+    first = spawn(code)
+    first_picks = first.read()
+    first.finish()
+    second = spawn(code)
+    assert second.read() != first_picks
+    second.finish()

@@ -166,6 +166,8 @@ def check_socket_proto(value: object) -> SocketProto:
 
 
 def _check_choice(value: object, argument: str, choices: tuple[str, ...]) -> str:
+    if isinstance(value, str) and value in choices:
+        return value  # the common case, before the message is built
     allowed = ", ".join(f"{choice!r}" for choice in choices[:-1]) + f" or {choices[-1]!r}"
     if not isinstance(value, str):
         msg = f"{argument} must be {allowed}, got {_type_name(value)}"
@@ -216,7 +218,10 @@ def _normalize_text_host(host: str) -> str:
 
 def env_flag(name: str) -> bool:
     """An on/off environment variable: unset or ``0`` is off, ``1`` is on."""
-    setting = os.environ.get(name, "").strip().lower()
+    setting = os.environ.get(name)
+    if not setting:
+        return False
+    setting = setting.strip().lower()
     if setting in ("", "0", "false", "no", "off"):
         return False
     if setting in ("1", "true", "yes", "on"):

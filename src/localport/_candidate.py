@@ -52,7 +52,7 @@ from ._explain import (
     reservation_sentence,
 )
 from ._listing import describe
-from ._probe import ProbeResult, bind_guard, guard_endpoint_of, probe
+from ._probe import ProbeResult, bind_guard, probe
 from ._ranges import configured_range
 from ._registry import Registry, lease_live
 from ._reservation import LIVE, Reservation
@@ -307,12 +307,12 @@ class Candidate:
         for kind, plan in self.plans:
             guard_at: Endpoint | None = None
             if request.guard:
-                result, guard = bind_guard(plan, kind, port)
+                result, guard, spot = bind_guard(plan, kind, port)
                 if result is ProbeResult.BUSY:
-                    return Refusal(Reason.BUSY, plan.guards[0], kind)
+                    return Refusal(Reason.BUSY, spot, kind)
                 if guard is not None:
                     guards.append(guard)
-                    guard_at = guard_endpoint_of(guard)
+                    guard_at = spot
             for index, endpoint in enumerate(plan.probes):
                 if guard_at is not None and endpoint.same_place(guard_at):
                     continue  # the guard's own bind already tested this address

@@ -8,8 +8,8 @@ explains an explicit port that is busy.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
+import os
 import random
 import time
 from typing import TYPE_CHECKING
@@ -31,14 +31,22 @@ if TYPE_CHECKING:
     from ._holders import Holder
     from ._registry import Registry
 
-# One source of randomness for start positions; SystemRandom needs no reseeding after fork.
-_random = random.SystemRandom()
+# Where a walk starts. A private generator, not the module's: a test suite that seeds
+# ``random`` (pytest-randomly does, the same seed in every xdist worker) would make every
+# process start its walks at the same ports. Seeded from the OS, and again in a forked child,
+# which would otherwise repeat its parent's walks. Not SystemRandom: its ``randrange`` asks the
+# kernel for one byte at a time, nine system calls a pick.
+_random = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_random.seed)
 
 
 def sticky_port(key: str, port_range: tuple[int, int]) -> int:
     """The port a name (its :func:`~localport._registry.sticky_key`) hashes to: the same on
     every run and every machine, and for a scoped name, different in every project directory."""
     low, high = port_range
+    import hashlib  # sticky names only: 2 ms of import a plain reserve() never needs
+
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
     return low + int.from_bytes(digest[:8], "big") % (high - low + 1)
 

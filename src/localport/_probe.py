@@ -13,9 +13,12 @@ from __future__ import annotations
 import enum
 import errno
 import socket
+from typing import TYPE_CHECKING
 
 from . import _platform
-from ._addresses import Endpoint, Plan
+
+if TYPE_CHECKING:
+    from ._addresses import Endpoint, Plan
 
 #: errnos that mean "this address family or address does not exist here", not "busy".
 #: EINVAL is what bind() says of a link-local IPv6 address without a zone (``fe80::1``):
@@ -70,12 +73,12 @@ def probe(endpoint: Endpoint, sock_type: socket.SocketKind, port: int) -> ProbeR
 
 def bind_guard(
     plan: Plan, sock_type: socket.SocketKind, port: int
-) -> tuple[ProbeResult, socket.socket | None]:
+) -> tuple[ProbeResult, socket.socket | None, Endpoint | None]:
     """Bind the first guard of *plan* that exists here.
 
-    Returns ``(BUSY, None)`` when something listens (or holds the address without
-    ``SO_REUSEADDR``) where the guard would sit, ``(FREE, sock)`` with the guard, or
-    ``(ABSENT, None)`` when no guard address exists on this machine.
+    Returns ``(BUSY, None, spot)`` when something listens (or holds the address without
+    ``SO_REUSEADDR``) at the guard's *spot*, ``(FREE, sock, spot)`` with the guard and where
+    it sits, or ``(ABSENT, None, None)`` when no guard address exists on this machine.
     """
     for endpoint in plan.guards:
         try:
@@ -98,12 +101,7 @@ def bind_guard(
             if error.errno in _ABSENT_ERRNOS:
                 continue
             if error.errno in _BUSY_ERRNOS:
-                return ProbeResult.BUSY, None
+                return ProbeResult.BUSY, None, endpoint
             raise
-        return ProbeResult.FREE, sock
-    return ProbeResult.ABSENT, None
-
-
-def guard_endpoint_of(sock: socket.socket) -> Endpoint:
-    """The endpoint a guard socket is bound to."""
-    return Endpoint(sock.family, sock.getsockname()[0])
+        return ProbeResult.FREE, sock, endpoint
+    return ProbeResult.ABSENT, None, None

@@ -20,7 +20,6 @@ from ._arguments import (
     protos_of,
 )
 from ._candidate import Request
-from ._holders import bound_in_the_way
 from ._listing import is_reserved, live
 from ._picker import Picker
 from ._probe import ProbeResult, probe
@@ -193,7 +192,10 @@ def is_free(
     if is_reserved(registry, checked, time.time()):
         return False
     # Ask the kernel instead of binding where it can say: a probe bind, however short, could
-    # make a concurrent reserve() of this port fail.
+    # make a concurrent reserve() of this port fail. (Imported here: the holder search and
+    # its container runtimes cost a reserve() milliseconds of imports it never uses.)
+    from ._holders import bound_in_the_way
+
     in_the_way = bound_in_the_way(checked, request.host, protos_of(request.proto))
     if in_the_way is not None:
         return not in_the_way

@@ -8,7 +8,6 @@ operating system; nothing outside :mod:`localport._platform` asks which system t
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import socket
@@ -199,7 +198,6 @@ class Portable:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 
 
-@functools.lru_cache(maxsize=256)
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False

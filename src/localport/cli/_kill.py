@@ -66,16 +66,23 @@ def kill_command(arguments: argparse.Namespace) -> int:
     for pid in pids:
         _send(pid, started[pid], arguments.signal)
     deadline = time.monotonic() + grace
-    killed = False
-    while any(system.same_process(pid, started[pid]) for pid in pids):
+    killed: set[int] = set()
+    while any(_running(pid, started[pid]) for pid in pids):
         if time.monotonic() > deadline:
             for pid in pids:
-                _send(pid, started[pid], system.kill_signal)
-            killed = True
+                if _running(pid, started[pid]):
+                    _send(pid, started[pid], system.kill_signal)
+                    killed.add(pid)
+                    say(
+                        f"PID {pid} did not stop after {signame.removeprefix('SIG')} within "
+                        f"{grace:g} s: sent KILL",
+                        "warn",
+                    )
             break
         time.sleep(0.05)
     for pid in pids:
-        actions.append(_process_action(pid, commands[pid], signame, grace) | {"killed": killed})
+        action = _process_action(pid, commands[pid], signame, grace)
+        actions.append(action | {"killed": pid in killed})
     try:
         # A stopped container's forwarder exits a moment after the runtime returns.
         wait_until_free(port, proto=proto, host="127.0.0.1", timeout=grace + 5 * bool(containers))
@@ -228,6 +235,21 @@ def _confirm(question: str) -> None:
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
         raise CommandError("not stopped", EXIT_REFUSED)
+
+
+def _running(pid: int, started: float | None) -> bool:
+    """Whether *pid* is still the process looked at, and has not exited: a process that
+    stopped but that its parent has not reaped yet (a zombie) has stopped."""
+    if not _platform.system.same_process(pid, started):
+        return False
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
 
 
 def _send(pid: int, started: float | None, signum: int) -> None:

@@ -18,6 +18,7 @@ from .._errors import (
     PortInUseError,
     ServerStartError,
 )
+from ._colour import choose as choose_colour
 from ._render import say
 from ._shared import (
     EXIT_BROKEN_PIPE,
@@ -114,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_VersionAction)
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        metavar="WHEN",
+        help="colour the output: auto (on a terminal, unless NO_COLOR or TERM=dumb; the "
+        "default), always, never",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
@@ -161,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument(
         "--time-wait", action="store_true", help="list TIME_WAIT leftovers one by one (counted)"
     )
+    who.add_argument("--wide", action="store_true", help="show whole command lines")
 
     listing = command(
         "list",
@@ -170,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--all", action="store_true", help="add every listening port")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--wide", action="store_true", help="show whole command lines")
 
     kill = command(
         "kill",
@@ -330,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     traceback.
     """
     arguments = build_parser().parse_args(argv)
+    choose_colour(arguments.color)
     module, function = _HANDLERS[arguments.command]
     handler = getattr(importlib.import_module(f"{__package__}.{module}"), function)
     try:

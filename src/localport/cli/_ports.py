@@ -15,6 +15,7 @@ from .._project import PROCFILE, project_directory
 from .._ranges import configured_range
 from .._registry import Registry
 from .._reserve import reservations
+from ._colour import state_style
 from ._render import print_json, printable, table
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def _print(assignments: list[Assignment], form: str, scope: str, procfile: str |
     else:
         rows = [["NAME", "PORT", "URL", "STATE"]]
         rows += [[printable(a.name), str(a.port), a.url, _described(a)] for a in assignments]
-        table(rows, out)
+        table(rows, out, {3: state_style})
         if not assignments:
             print(f"no ports recorded for {printable(scope)}", file=sys.stderr)
 

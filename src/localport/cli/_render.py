@@ -11,8 +11,11 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
+from .._command_name import command_name
+from ._colour import paint, state_style
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from .._containers import Container
     from .._holders import Holder
@@ -32,9 +35,10 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
-def say(message: str) -> None:
-    """Diagnostics on stderr: one line, as a rule."""
-    print(f"localport: {printable(message)}", file=sys.stderr)
+def say(message: str, tone: str | None = None) -> None:
+    """Diagnostics on stderr: one line, as a rule; *tone* colours it on a terminal
+    (``good`` for a ready line, ``warn`` for a warning: see :mod:`._colour`)."""
+    print(paint(f"localport: {printable(message)}", tone, sys.stderr), file=sys.stderr)
 
 
 def print_json(value: object) -> None:
@@ -49,6 +53,7 @@ def holder_json(holder: Holder) -> dict[str, Any]:
         "pid": holder.pid,
         "process_name": holder.process_name,
         "cmdline": list(holder.cmdline),
+        "command": short_command(holder.cmdline, holder.process_name),
         "username": holder.username,
         "uid": holder.uid,
         "local_address": list(holder.local_address) if holder.local_address else None,
@@ -99,15 +104,31 @@ def reservation_json(info: ReservationInfo) -> dict[str, Any]:
     }
 
 
-def table(rows: list[list[str]], out: IO[str]) -> None:
-    """Left-aligned columns two spaces apart; the first row is the header."""
+def short_command(cmdline: Sequence[str], process_name: str | None = None) -> str:
+    """A process's program as people name it (see :mod:`localport._command_name`), its
+    process name when the command line is unreadable, else ``""``."""
+    return command_name(cmdline) or process_name or ""
+
+
+def table(
+    rows: list[list[str]],
+    out: IO[str],
+    styles: Mapping[int, Callable[[str], str | None]] | None = None,
+) -> None:
+    """Left-aligned columns two spaces apart; the first row is the header.
+
+    *styles* colours the cells of some columns (not the header) on a terminal: column index
+    to a function from the cell's text to a style of :func:`._colour.paint`.
+    """
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
-            file=out,
-        )
+    for number, row in enumerate(rows):
+        cells = []
+        for index, (cell, width) in enumerate(zip(row, widths, strict=True)):
+            style = styles.get(index) if styles and number else None
+            shown = paint(cell, style(cell), out) if style is not None else cell
+            cells.append(shown + " " * (width - len(cell)))
+        print("  ".join(cells).rstrip(), file=out)
 
 
 def since(started: float | None) -> str:
@@ -123,12 +144,30 @@ def one_line(command: str, limit: int) -> str:
     return " ".join(command.split())[:limit]
 
 
-def holder_rows(holders: Sequence[Holder], *, exposure: bool = False) -> list[list[str]]:
+#: The styles of :func:`holder_rows`' columns: STATE, and REACHABLE.
+HOLDER_STYLES: Mapping[int, Callable[[str], str | None]] = {4: state_style, 8: state_style}
+
+
+def reservation_text(reservation: ReservationInfo, cmdline: Sequence[str]) -> str:
+    """A reservation named for a table cell: ``reserved as 'api'``, else by whom."""
+    if reservation.name:
+        return f"reserved as {reservation.name!r}"
+    by = command_name(cmdline).partition(": ")[0] or "PID"
+    return f"reserved by {by} (pid {reservation.pid})"
+
+
+def holder_rows(
+    holders: Sequence[Holder], *, exposure: bool = False, wide: bool = False
+) -> list[list[str]]:
+    """Rows for :func:`table` (with :data:`HOLDER_STYLES`); *wide*: whole command lines."""
     header = ["PID", "USER", "PROTO", "ADDRESS", "STATE", "SINCE", "NAME", "COMMAND"]
     rows = [[*header, "REACHABLE"] if exposure else header]
     for holder in holders:
         address = "-"
-        if holder.local_address is not None:
+        if holder.status == "RESERVED" and holder.reservation is not None:
+            # Its guard socket's address would read as a server's: name the reservation.
+            address = reservation_text(holder.reservation, holder.cmdline)
+        elif holder.local_address is not None:
             address = f"{holder.address_text}:{holder.local_address[1]}"
         user = holder.username or ("-" if holder.uid is None else str(holder.uid))
         name = holder.reservation.name if holder.reservation and holder.reservation.name else "-"
@@ -143,12 +182,19 @@ def holder_rows(holders: Sequence[Holder], *, exposure: bool = False) -> list[li
             # A container's description replaces its forwarder's long command line.
             one_line(container_text(holder.container), 100)
             if holder.container
-            else one_line(holder.command, 60) or "-",
+            else command_cell(holder.cmdline, holder.process_name, wide=wide),
         ]
         if exposure:
             row.append("network" if exposed(holder) else "local")
         rows.append(row)
     return rows
+
+
+def command_cell(cmdline: Sequence[str], process_name: str | None, *, wide: bool) -> str:
+    """A table's COMMAND cell: the program's short name, or (*wide*) the whole line."""
+    if wide and cmdline:
+        return one_line(" ".join(cmdline), 100_000)
+    return short_command(cmdline, process_name) or "-"
 
 
 def exposed(holder: Holder) -> bool:

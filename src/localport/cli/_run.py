@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from .._errors import ServerStartError
 from .._launch import Server, launch
@@ -38,8 +38,11 @@ def run_command(arguments: argparse.Namespace) -> int:
     pending: list[int] = []
     target: list[Server] = []
 
+    passed_on: list[int] = []
+
     def on_signal(signum: int, _frame: object) -> None:
         if target:
+            passed_on.append(signum)
             with contextlib.suppress(OSError):
                 os.killpg(target[0].pid, signum)
         else:
@@ -47,7 +50,7 @@ def run_command(arguments: argparse.Namespace) -> int:
 
     previous = {signum: signal.signal(signum, on_signal) for signum in handled}
     try:
-        spinner = _Spinner(sys.stderr) if sys.stderr.isatty() else None
+        spinner = _Spinner(sys.stderr) if _spinner_wanted(sys.stderr) else None
         try:
             with spinner or contextlib.nullcontext():
                 server = launch(
@@ -57,7 +60,7 @@ def run_command(arguments: argparse.Namespace) -> int:
                     host=arguments.host,
                     env_var=["PORT", *arguments.env],
                     ready_timeout=arguments.ready_timeout,
-                    echo=sys.stdout,
+                    echo=cast("IO[str]", _Echo(sys.stdout, spinner)),
                     stop_if=lambda: bool(pending),
                     scope=project_directory(),
                 )
@@ -69,7 +72,7 @@ def run_command(arguments: argparse.Namespace) -> int:
         if pending:  # a signal came after launch()'s last look: stop what it started
             server.stop()
             return 128 + pending[0]
-        say(f"ready: {server.url} (pid {server.pid})")
+        say(f"ready: {server.url} (pid {server.pid})", "good")
         try:
             code = server.wait()
         finally:
@@ -77,7 +80,53 @@ def run_command(arguments: argparse.Namespace) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    _say_why(server.pid, code, passed_on)
     return 128 - code if code < 0 else code
+
+
+def _say_why(pid: int, code: int, passed_on: list[int]) -> None:
+    """Why the server ended, unless it exited by itself with 0: its code, or the signal."""
+    if code < 0:
+        name = _signal_name(-code)
+        how = ", which localport run passed on" if -code in passed_on else ""
+        say(f"the server (pid {pid}) was stopped by {name}{how}", "warn")
+    elif code > 0:
+        say(f"the server (pid {pid}) exited with code {code}", "warn")
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _spinner_wanted(out: IO[str]) -> bool:
+    """A spinner needs a terminal that understands cursor movement."""
+    try:
+        return out.isatty() and os.environ.get("TERM") != "dumb"
+    except (OSError, ValueError):
+        return False
+
+
+class _Echo:
+    """The server's output on stdout, written where the spinner's line was: the spinner's
+    line is cleared first, and drawn again below on its next turn."""
+
+    def __init__(self, out: IO[str], spinner: _Spinner | None) -> None:
+        self._out = out
+        self._spinner = spinner
+
+    def write(self, text: str) -> int:
+        with self._spinner.lock if self._spinner else contextlib.nullcontext():
+            if self._spinner is not None:
+                self._spinner.clear()
+            written = self._out.write(text)
+            self._out.flush()
+        return written
+
+    def flush(self) -> None:
+        self._out.flush()
 
 
 class _Spinner:
@@ -88,6 +137,9 @@ class _Spinner:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._started = time.monotonic()
+        #: Held while a line is written: the spinner's, or the server's (see _Echo).
+        self.lock = threading.Lock()
+        self._shown = False
 
     def __enter__(self) -> _Spinner:
         self._started = time.monotonic()
@@ -97,16 +149,25 @@ class _Spinner:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._out.write("\r\033[K")
-        self._out.flush()
+        with self.lock:
+            self.clear()
+
+    def clear(self) -> None:
+        """Erase the spinner's line, if it is drawn (with :attr:`lock` held)."""
+        if self._shown:
+            self._out.write("\r\033[K")
+            self._out.flush()
+            self._shown = False
 
     def _spin(self) -> None:
         frames = "|/-\\"
         index = 0
         while not self._stop.wait(0.1):
             elapsed = time.monotonic() - self._started
-            self._out.write(
-                f"\r{frames[index % 4]} waiting for the server to listen ({elapsed:.1f} s)"
-            )
-            self._out.flush()
+            with self.lock:
+                self._out.write(
+                    f"\r{frames[index % 4]} waiting for the server to listen ({elapsed:.1f} s)"
+                )
+                self._out.flush()
+                self._shown = True
             index += 1

@@ -10,14 +10,18 @@ from .. import _platform
 from .._errors import LocalportError
 from .._explain import explain
 from .._holders import listening, who_holds
+from ._colour import paint
 from ._render import (
+    HOLDER_STYLES,
     USE_ANOTHER_PORT,
+    command_cell,
     exposed,
     holder_json,
     holder_rows,
     print_json,
     printable,
     reservation_json,
+    short_command,
     table,
 )
 from ._shared import EXIT_NO, EXIT_OK
@@ -60,8 +64,13 @@ def who_command(arguments: argparse.Namespace) -> int:
         return EXIT_OK if holders or lost or planted else EXIT_NO
     if lost is not None:
         print(
-            f"port {port} is reserved by PID {lost.pid or '?'}, but its lock file was deleted "
-            f"or replaced (a compromised reservation)\n{LOST_FILE_ADVICE}\n"
+            paint(
+                f"port {port} is reserved by PID {lost.pid or '?'}, but its lock file was "
+                f"deleted or replaced (a compromised reservation)\n{LOST_FILE_ADVICE}",
+                "bad",
+                sys.stdout,
+            )
+            + "\n"
         )
     if planted is not None:
         print(printable(planted))
@@ -69,17 +78,18 @@ def who_command(arguments: argparse.Namespace) -> int:
         print(f"nothing holds port {port} ({proto})")
         return EXIT_OK if lost or planted else EXIT_NO
     if shown:
-        table(holder_rows(shown), sys.stdout)
+        table(holder_rows(shown, wide=arguments.wide), sys.stdout, HOLDER_STYLES)
     if len(shown) < len(holders):
         print(f"{time_wait} TIME_WAIT leftover(s) of closed connections (--time-wait lists them)")
     print()
     print(printable(explanation or ""))
     loopback_only = {h.local_address[0] for h in holders if h.local_address} <= {"::1"}
     if loopback_only and any(h.status == "LISTEN" for h in holders):
-        print(
+        warning = (
             f"nothing listens on 127.0.0.1:{port}, but a server listens on [::1]:{port}; "
             "'localhost' may resolve to either"
         )
+        print(paint(warning, "warn", sys.stdout))
     return EXIT_OK
 
 
@@ -141,8 +151,11 @@ def list_command(arguments: argparse.Namespace) -> int:
     now = time.time()
     for info in live:
         process = _platform.system.process_facts(info.pid)
-        command = " ".join(process.cmdline) if process else ""
-        report["reservations"].append({**reservation_json(info), "command": command})
+        cmdline = list(process.cmdline) if process else []
+        name = process.name if process else None
+        report["reservations"].append(
+            {**reservation_json(info), "cmdline": cmdline, "command": short_command(cmdline, name)}
+        )
         rows.append(
             [
                 f"{info.port} (COMPROMISED)" if info.compromised else str(info.port),
@@ -150,7 +163,7 @@ def list_command(arguments: argparse.Namespace) -> int:
                 info.name or "-",
                 str(info.pid),
                 f"{now - info.created:.0f}s",
-                command[:60],
+                command_cell(cmdline, name, wide=arguments.wide),
             ]
         )
     everything = listening(proto="both") if arguments.all else []
@@ -162,18 +175,20 @@ def list_command(arguments: argparse.Namespace) -> int:
         print_json(report)
         return EXIT_OK
     if live:
-        table(rows, sys.stdout)
+        table(rows, sys.stdout, {0: lambda cell: "bad" if "COMPROMISED" in cell else None})
         if any(info.compromised for info in live):
-            print(f"\n{LOST_FILE_ADVICE}")
+            print(f"\n{paint(LOST_FILE_ADVICE, 'bad', sys.stdout)}")
     else:
         print("no localport reservations")
     if arguments.all:
         print()
         if everything:
-            table(holder_rows(everything, exposure=True), sys.stdout)
+            rows = holder_rows(everything, exposure=True, wide=arguments.wide)
+            table(rows, sys.stdout, HOLDER_STYLES)
             reachable = [h for h in everything if exposed(h)]
             if reachable:
-                print(f"\n{len(reachable)} listening socket(s) are reachable from the network")
+                warning = f"{len(reachable)} listening socket(s) are reachable from the network"
+                print(f"\n{paint(warning, 'warn', sys.stdout)}")
         else:
             print("nothing listens")
     return EXIT_OK

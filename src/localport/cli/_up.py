@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING
 from .._errors import ServerStartError
 from .._procfile import read_procfile
 from .._services import launch_services
+from ._colour import SERVICE_COLOURS, sgr, wanted
 from ._render import say, table
 from ._shared import EXIT_USAGE, CommandError
 
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
     from .._procfile import Procfile
     from .._service import Services
 
-#: ANSI colours given to services in turn: cyan, yellow, green, magenta, blue, red.
-_COLOURS = ("36", "33", "32", "35", "34", "31")
 _HANDLED = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
@@ -30,7 +29,7 @@ def up_command(arguments: argparse.Namespace) -> int:
     procfile = read_procfile(arguments.file)
     commands = _selected(procfile, arguments.services)
     environment = {**os.environ, **procfile.env}
-    prefix = _Prefixer(sys.stdout, list(commands), colour=_colour_wanted(sys.stdout))
+    prefix = _Prefixer(sys.stdout, list(commands), colour=wanted(sys.stdout))
     # As in `run`: until everything listens, a signal is only noted, and launch_services()
     # gives up at its next look (stop_if), stopping what it started.
     pending: list[int] = []
@@ -89,7 +88,7 @@ def _announce(services: Services) -> None:
     rows = [["NAME", "PORT", "URL", "PID"]]
     for name, service in services.items():
         if service.url is not None:
-            say(f"ready: {name} {service.url} (pid {service.pid})")
+            say(f"ready: {name} {service.url} (pid {service.pid})", "good")
         port = "-" if service.port is None else str(service.port)
         rows.append([name, port, service.url or "-", str(service.pid)])
     table(rows, sys.stderr)
@@ -103,7 +102,7 @@ def _supervise(services: Services, pending: list[int], grace: float) -> int:
         if exited is not None:
             code = exited.poll()
             assert code is not None
-            say(f"{exited.name} exited with code {code}: stopping the other services")
+            say(f"{exited.name} exited with code {code}: stopping the other services", "warn")
             _stop(services, grace)
             return 128 - code if code < 0 else code
         time.sleep(0.05)
@@ -116,17 +115,7 @@ def _stop(services: Services, grace: float) -> None:
     services.stop(grace)
     for name, service in services.items():
         if service.killed:
-            say(f"{name} did not stop within {grace:g} s of SIGTERM: sent SIGKILL")
-
-
-def _colour_wanted(out: IO[str]) -> bool:
-    """Colour on a terminal, unless ``NO_COLOR`` is set (https://no-color.org) or TERM=dumb."""
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        return False
-    try:
-        return out.isatty()
-    except (OSError, ValueError):
-        return False
+            say(f"{name} did not stop within {grace:g} s of SIGTERM: sent SIGKILL", "warn")
 
 
 class _Prefixer:
@@ -143,7 +132,7 @@ class _Prefixer:
         for index, name in enumerate(names):
             label = f"{name.ljust(width)} |"
             if colour:
-                label = f"\033[{_COLOURS[index % len(_COLOURS)]}m{label}\033[0m"
+                label = sgr(label, SERVICE_COLOURS[index % len(SERVICE_COLOURS)])
             self._prefixes[name] = label
 
     def write(self, name: str, line: str) -> None:
