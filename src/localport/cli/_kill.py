@@ -21,7 +21,7 @@ from .._explain import explain
 from .._holders import who_holds
 from .._runtime import stop, stop_command
 from .._wait import wait_until_free
-from ._render import USE_ANOTHER_PORT, container_json, container_text, print_json, printable, say
+from ._render import container_json, container_text, print_json, printable, say
 from ._shared import EXIT_NO, EXIT_OK, EXIT_REFUSED, CommandError
 
 if TYPE_CHECKING:
@@ -98,14 +98,14 @@ def _targets(port: int, proto: SocketProto) -> list[Holder]:
         everything = who_holds(port, proto=proto)
         if everything:
             raise CommandError(
-                f"port {port} is in use {explain(port, everything, instead=USE_ANOTHER_PORT)}",
+                f"port {port} is in use {explain(port, everything)}",
                 EXIT_NO,
             )
         raise CommandError(f"nothing holds port {port}", EXIT_NO)
     unknown = [h for h in holders if h.pid is None]
     if unknown:
         raise CommandError(
-            f"port {port} is in use {explain(port, unknown, instead=USE_ANOTHER_PORT)}",
+            f"port {port} is in use {explain(port, unknown)}",
             EXIT_REFUSED,
         )
     return holders
@@ -128,7 +128,7 @@ def _containers(
             continue  # its forwarder is gone: the container stopped meanwhile
         if container.handle is None:
             msg = (
-                f"port {port} is in use {explain(port, [holder], instead=USE_ANOTHER_PORT)}; "
+                f"port {port} is in use {explain(port, [holder])}; "
                 "localport kill stops a container only when it can tell which one"
             )
             raise CommandError(msg, EXIT_REFUSED)

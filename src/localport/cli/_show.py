@@ -11,7 +11,6 @@ from .._errors import LocalportError
 from .._explain import explain
 from .._holders import listening, who_holds
 from ._render import (
-    USE_ANOTHER_PORT,
     exposed,
     holder_json,
     holder_rows,
@@ -35,11 +34,7 @@ def who_command(arguments: argparse.Namespace) -> int:
     holders = who_holds(port, proto=proto)
     lost = _compromised(port)
     planted = _unusable_lock_file(port)
-    explanation = (
-        f"port {port} is in use {explain(port, holders, instead=USE_ANOTHER_PORT)}"
-        if holders
-        else None
-    )
+    explanation = f"port {port} is in use {explain(port, holders)}" if holders else None
     # A busy server port can have tens of thousands of TIME_WAIT leftovers: counted, and
     # listed one by one only when asked.
     time_wait = sum(1 for h in holders if h.status == "TIME_WAIT")
