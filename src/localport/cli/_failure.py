@@ -76,7 +76,8 @@ def _classify(error: BaseException) -> tuple[int, dict[str, Any]]:
 
 def error_json(error: BaseException, code: int, message: str, details: dict[str, Any]) -> Any:
     """The object ``--json`` prints on stdout for a failure."""
-    return {"error": {"code": code, "type": type(error).__name__, "message": message, **details}}
+    kind = error.kind if isinstance(error, CommandError) else type(error).__name__
+    return {"error": {"code": code, "type": kind, "message": message, **details}}
 
 
 def reader_went_away() -> int:

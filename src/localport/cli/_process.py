@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: An interpreter whose program is its first argument: python, python3, python3.12, pypy3.
 _PYTHON = re.compile(r"(python|pypy)[0-9.]*w?(\.exe)?", re.IGNORECASE)
+#: Shells that run a command line given with -c.
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ash"})
 
 
 def short_name(cmdline: Sequence[str], name: str | None = None) -> str | None:
@@ -28,6 +30,17 @@ def short_name(cmdline: Sequence[str], name: str | None = None) -> str | None:
     if not cmdline:
         return name or None
     program = _basename(cmdline[0])
+    if program in _SHELLS and len(cmdline) > 2 and cmdline[1] == "-c":
+        # `sh -c "CMD"`, as Procfile commands run: the name of CMD's program.
+        import shlex
+
+        try:
+            inner = shlex.split(cmdline[2])
+        except ValueError:
+            inner = cmdline[2].split()
+        while (inner and inner[0] in ("exec", "env")) or (inner and "=" in inner[0]):
+            inner = inner[1:]
+        return short_name(inner) or program
     if not _PYTHON.fullmatch(program):
         return program or name or None
     arguments = list(cmdline[1:])

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING
 from .._errors import ServerStartError
 from .._launch import Server, launch
 from .._project import project_directory
+from ._process import facts_fields
 from ._render import say
 from ._shared import EXIT_USAGE, CommandError
 
@@ -57,7 +58,8 @@ def run_command(arguments: argparse.Namespace) -> int:
                     host=arguments.host,
                     env_var=["PORT", *arguments.env],
                     ready_timeout=arguments.ready_timeout,
-                    echo=sys.stdout,
+                    # With --json, stdout carries only the JSON line.
+                    echo=sys.stderr if arguments.json else sys.stdout,
                     stop_if=lambda: bool(pending),
                     scope=project_directory(),
                 )
@@ -69,8 +71,11 @@ def run_command(arguments: argparse.Namespace) -> int:
         if pending:  # a signal came after launch()'s last look: stop what it started
             server.stop()
             return 128 + pending[0]
-        say(f"ready: {server.url} (pid {server.pid})")
         try:
+            if arguments.json:
+                _print_ready(server, arguments.name)
+            else:
+                say(f"ready: {server.url} (pid {server.pid})")
             code = server.wait()
         finally:
             server.stop()
@@ -78,6 +83,14 @@ def run_command(arguments: argparse.Namespace) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 128 - code if code < 0 else code
+
+
+def _print_ready(server: Server, name: str | None) -> None:
+    """``run --json``: one line about the server that listens, on stdout."""
+    import json
+
+    report = {"port": server.port, "host": server.host, "url": server.url, "name": name}
+    print(json.dumps({**report, **facts_fields(server.pid)}, sort_keys=True), flush=True)
 
 
 class _Spinner:

@@ -71,6 +71,20 @@ CLI_ADVICE = Advice(
 HOLD_COMMAND = "_hold"
 
 
+#: The ``type`` of a command's own failure in ``--json``'s error object, by exit code: the
+#: name of the API's exception for the same failure where there is one.
+ERROR_TYPES = {
+    EXIT_NO: "NothingToDo",
+    EXIT_USAGE: "UsageError",
+    EXIT_UNAVAILABLE: "PortInUseError",
+    EXIT_REFUSED: "Refused",
+    EXIT_START_FAILED: "ServerStartError",
+    EXIT_LOCK_DIR: "LockDirError",
+    EXIT_SYSTEM: "OSError",
+    EXIT_TIMEOUT: "WaitTimeoutError",
+}
+
+
 class CommandError(Exception):
     """A one-line error for stderr, with its exit code, and what ``--json`` adds to it."""
 
@@ -78,3 +92,8 @@ class CommandError(Exception):
         super().__init__(message)
         self.code = code
         self.details = details
+
+    @property
+    def kind(self) -> str:
+        """The ``type`` of its JSON error object."""
+        return ERROR_TYPES.get(self.code, "CommandError")

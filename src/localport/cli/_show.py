@@ -6,10 +6,10 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import _platform
 from .._errors import LocalportError
 from .._explain import explain
 from .._holders import listening, who_holds
+from ._process import facts_fields
 from ._render import (
     exposed,
     holder_json,
@@ -135,9 +135,9 @@ def list_command(arguments: argparse.Namespace) -> int:
     rows = [["PORT", "PROTO", "NAME", "PID", "AGE", "COMMAND"]]
     now = time.time()
     for info in live:
-        process = _platform.system.process_facts(info.pid)
-        command = " ".join(process.cmdline) if process else ""
-        report["reservations"].append({**reservation_json(info), "command": command})
+        process = facts_fields(info.pid)
+        command = " ".join(process["cmdline"])
+        report["reservations"].append({**process, **reservation_json(info)})
         rows.append(
             [
                 f"{info.port} (COMPROMISED)" if info.compromised else str(info.port),
