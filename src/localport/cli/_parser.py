@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._shared import (
@@ -33,6 +34,8 @@ from ._types import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from _typeshed import SupportsWrite
+
 #: Commands that work but are not offered: no usage, help or error message names them.
 INTERNAL_COMMANDS = frozenset({HOLD_COMMAND})
 
@@ -54,6 +57,11 @@ class _Parser(argparse.ArgumentParser):
 
     #: The command parsers by name (on the top-level parser).
     commands: Mapping[str, argparse.ArgumentParser]
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse ignores a failed write; a reader that went away must end with 141.
+        if message:
+            (file or sys.stderr).write(message)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         choices = action.choices
