@@ -500,3 +500,22 @@ def test_a_processs_short_name(cmdline: list[str], name: str) -> None:
     from localport.cli._process import short_name
 
     assert short_name(cmdline, "fallback") == name
+
+
+def test_the_python_api_keeps_its_own_advice() -> None:
+    """The command line's advice is set for the duration of a command, not for the API."""
+    from localport import AddressNotAvailableError, NoFreePortError
+    from localport._errors import advice
+    from localport.cli._shared import CLI_ADVICE
+
+    error = NoFreePortError((30390, 30390), 1, time_wait=1)
+    assert "reuse_address=True" in str(error)
+    assert "widen port_range" in str(error)
+    token = advice.set(CLI_ADVICE)
+    try:
+        assert "LOCALPORT_REUSEADDR=1" in str(error)
+        assert "port_range" not in str(error)
+        assert "--host '10.9.9.9'" in str(AddressNotAvailableError("10.9.9.9"))
+    finally:
+        advice.reset(token)
+    assert "for host '10.9.9.9'" in str(AddressNotAvailableError("10.9.9.9"))
