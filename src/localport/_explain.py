@@ -13,6 +13,8 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from ._errors import advice
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -24,8 +26,6 @@ COMPROMISED_SENTENCE = (
     "(reserved by localport: a live reservation still holds it, although its lock file was "
     "deleted or replaced under it; see `localport list`)"
 )
-#: Advice for the Python API; the command line and the pytest plugin pass their own.
-USE_ANOTHER_PORT = "call reserve() without a port"
 _TIME_WAIT_SECONDS = 60  # Linux TCP_TIMEWAIT_LEN; other systems use 30-120 s
 
 
@@ -34,13 +34,17 @@ def explain(
     holders: Sequence[Holder],
     *,
     host: str | None = None,
-    instead: str = USE_ANOTHER_PORT,
+    instead: str | None = None,
 ) -> str:
     """What follows "port N is in use": who holds it and what to do, in one sentence.
 
     Special cases get their own sentence: TIME_WAIT leftovers only, another user's process
     whose PID cannot be read, a listener on IPv6 only, a localport reservation not yet bound.
+    *instead* is the advice to end with; by default, that of :data:`localport._errors.advice`
+    ("call reserve() without a port" for the Python API).
     """
+    if instead is None:
+        instead = advice.get().another_port
     if not holders:
         return (
             "(no holder visible from here: it may be in another network namespace or "
