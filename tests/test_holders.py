@@ -174,7 +174,8 @@ def test_reserving_a_held_port_names_the_holder_in_the_error(spawn: Any) -> None
         localport.reserve(port)
     error = caught.value
     assert f"PID {child.pid}" in str(error)
-    assert sys.executable in str(error)  # the command, on one line
+    assert "(python -c, user" in str(error)  # the program as people name it, on one line
+    assert sys.executable not in str(error)  # not the interpreter's path
     assert "\n" not in str(error)
     assert f"kill {child.pid}" in str(error)
     assert "listening on 127.0.0.1" in str(error)

@@ -13,6 +13,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from ._command_name import command_name
 from ._errors import advice
 
 if TYPE_CHECKING:
@@ -179,7 +180,9 @@ def _who(holder: Holder) -> str:
         uid = "an unknown user" if holder.uid is None else f"uid {holder.uid}"
         user = f" ({holder.username})" if holder.username else ""
         return f"a process of {uid}{user}, pid unknown: run as root to see which process"
-    details = [part for part in (short_command(holder.command),) if part]
+    # The program as people name it ("flask run", not the virtualenv's interpreter path).
+    named = command_name(holder.cmdline) if holder.cmdline else ""
+    details = [part for part in (named or short_command(holder.command),) if part]
     if holder.username:
         details.append(f"user {holder.username}")
     if holder.reservation is not None and holder.reservation.name:

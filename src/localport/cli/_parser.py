@@ -91,26 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=VersionAction)
-    parser.add_argument(
-        "--color",
-        choices=("auto", "always", "never"),
-        default="auto",
-        metavar="WHEN",
-        help="colour the output: auto (on a terminal, unless NO_COLOR or TERM=dumb; the "
-        "default), always, never",
-    )
+    _add_color(parser, default="auto")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(
         name: str, summary: str, description: str, *codes: tuple[int | str, str]
     ) -> argparse.ArgumentParser:
-        return commands.add_parser(
+        sub = commands.add_parser(
             name,
             help=summary,
             description=description,
             epilog=command_exit_codes(*codes, *_COMMON_CODES),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        # After the command too (`localport who 8000 --color never`); unset, it leaves the
+        # choice made before the command, or the default, in place.
+        _add_color(sub, default=argparse.SUPPRESS)
+        return sub
 
     reserve = command(
         "reserve",
@@ -230,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     hold.add_argument("--report-fd", type=int, required=True)
     parser.commands = commands.choices
     return parser
+
+
+def _add_color(parser: argparse.ArgumentParser, *, default: str) -> None:
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default=default,
+        metavar="WHEN",
+        help="colour the output: auto (on a terminal, unless NO_COLOR or TERM=dumb; the "
+        "default), always, never",
+    )
 
 
 def _seconds(parser: argparse.ArgumentParser, option: str, default: float, what: str) -> None:
