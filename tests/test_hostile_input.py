@@ -157,7 +157,7 @@ def test_a_lock_dir_you_cannot_write_is_refused_at_once_not_walked(spawn: Any) -
     try:
         checker = spawn(
             """
-            import json, os, sys, time
+            import ipaddress, json, os, sys, time  # nobody may not read the stdlib: import first
             import localport, localport._reserve, localport._picker, localport._candidate
             import localport._lockfile, localport._listing, filelock
             os.setgroups([])
