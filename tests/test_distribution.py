@@ -7,6 +7,7 @@ package, the command and the pytest plugin it installs are all named ``localport
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -46,3 +47,17 @@ def test_localport_version_prints_the_distribution_version() -> None:
         timeout=30,
     )
     assert result.stdout == f"localport {metadata.version(DISTRIBUTION)}\n"
+
+
+def test_the_classifiers_name_every_python_from_the_lowest_required_up() -> None:
+    """CI tests each version a classifier names (.ci/run): they must be exactly the versions
+    from the one requires-python names up."""
+    distribution = metadata.distribution(DISTRIBUTION)
+    lowest = re.fullmatch(r">=3\.(\d+)", distribution.metadata["Requires-Python"])
+    assert lowest is not None
+    minors = sorted(
+        int(match.group(1))
+        for classifier in distribution.metadata.get_all("Classifier") or []
+        if (match := re.fullmatch(r"Programming Language :: Python :: 3\.(\d+)", classifier))
+    )
+    assert minors == list(range(int(lowest.group(1)), minors[-1] + 1))
