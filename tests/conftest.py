@@ -118,8 +118,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if leaks:
         terminalreporter.section("lock files left in a real lock directory", red=True)
         terminalreporter.line(
-            f"{len(leaks)} lock files appeared in a real lock directory during this run: a test "
-            "or a child it started did not use its own LOCALPORT_DIR (or another program "
+            f"lock files appeared in a real lock directory during this run ({len(leaks)}): a "
+            "test or a child it started did not use its own LOCALPORT_DIR (or another program "
             "reserved ports there meanwhile):",
             red=True,
         )
