@@ -222,7 +222,7 @@ def test_without_root_another_users_holder_has_uid_and_no_pid(spawn: Any) -> Non
             """
             import json, os, sys
             # Everything is imported before dropping to nobody, who may not read the stdlib.
-            import filelock, psutil, pwd
+            import filelock, ipaddress, psutil, pwd
             import localport, localport._holders, localport._picker, localport._platform.linux
             os.setgroups([])
             os.setgid(65534)
