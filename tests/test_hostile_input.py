@@ -138,6 +138,13 @@ def test_a_relative_localport_dir_is_refused_and_nothing_is_created(
         assert result.returncode == 6, (arguments, result.stderr)
         assert "Traceback" not in result.stderr
         assert "LOCALPORT_DIR must be an absolute path" in result.stderr
+    # who still answers from the kernel (exit 1: nothing holds the port), and says why no
+    # reservation can be shown.
+    who = run("who", "30601")
+    assert who.returncode == 1, who.stderr
+    assert "warning:" in who.stderr
+    assert "LOCALPORT_DIR must be an absolute path" in who.stderr
+    assert "Traceback" not in who.stderr
     assert list(tmp_path.iterdir()) == []
 
 

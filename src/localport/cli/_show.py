@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import LocalportError
 from .._explain import explain
 from .._holders import listening, who_holds
+from .._registry import Registry
 from ._colour import paint
 from ._process import facts_fields
 from ._render import (
@@ -20,6 +21,7 @@ from ._render import (
     print_json,
     printable,
     reservation_json,
+    say,
     table,
 )
 from ._shared import EXIT_NO, EXIT_OK
@@ -31,9 +33,19 @@ if TYPE_CHECKING:
     from .._registry import ReservationInfo
 
 
+def _warn_if_lock_dir_unusable() -> None:
+    """``who`` answers from the kernel whatever the lock directory's state, but says when
+    reservations cannot be shown (a relative ``LOCALPORT_DIR``, an unsafe directory)."""
+    try:
+        Registry.open(None, write=False)
+    except LocalportError as error:
+        say(f"warning: {error}; localport reservations are not shown", "warn")
+
+
 def who_command(arguments: argparse.Namespace) -> int:
     port = arguments.port
     proto: SocketProto = "udp" if arguments.udp else "tcp"
+    _warn_if_lock_dir_unusable()
     holders = who_holds(port, proto=proto)
     lost = _compromised(port)
     planted = _unusable_lock_file(port)
