@@ -16,7 +16,7 @@ from pathlib import Path as _Path
 project = "localport"
 author = "The localport developers"
 copyright = "The localport developers"
-release = _version("localport")
+release = _version("localport-reserve")  # the distribution; it installs the package localport
 version = ".".join(release.split(".")[:2])
 
 extensions = [

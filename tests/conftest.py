@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,6 +29,108 @@ pytest_plugins = ["pytester"]
 # 29300-29399 plugin replacement and hostile input, 29600-29799 containers, 29800-29899
 # compromised files, shared directories, privileged ranges, fuzz, holder search, faults, kill
 # identity, 31000-31199 load tests. Pick a new number with grep.
+
+
+# The suite must never touch a real lock directory: the user's private default, or the one their
+# LOCALPORT_DIR names. Each test points LOCALPORT_DIR at a directory of its own (the lock_dir
+# fixture below); before that, for the whole run, the controller points it at a run directory
+# that collection, session fixtures, xdist workers and every child inherit. At the end the
+# controller checks that the real directories gained no lock file, and fails the run if they did.
+_RUN_DIR_KEY = pytest.StashKey[str]()
+_WATCH_KEY = pytest.StashKey["dict[str, dict[str, tuple[int, int]]]"]()
+_STARTED_KEY = pytest.StashKey[float]()
+_LEAKS_KEY = pytest.StashKey["list[str]"]()
+
+
+def _real_lock_dirs() -> list[str]:
+    """The lock directories a test that lost its LOCALPORT_DIR would use."""
+    from localport._lockdir import default_lock_dir
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    candidates = [
+        default_lock_dir(),  # $XDG_RUNTIME_DIR/localport, else <tempdir>/localport-<uid>
+        os.path.join(tempfile.gettempdir(), f"localport-{uid}"),  # a child without XDG_RUNTIME_DIR
+        os.path.join("/tmp", f"localport-{uid}"),  # a child with neither it nor TMPDIR
+    ]
+    shared = os.environ.get("LOCALPORT_DIR", "")
+    if shared and os.path.isabs(shared):
+        candidates.append(shared)
+    return list(dict.fromkeys(os.path.realpath(path) for path in candidates))
+
+
+def _lock_files(directory: str) -> dict[str, tuple[int, int]]:
+    """Each lock file in *directory*: its (inode, mtime in ns)."""
+    files = {}
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:  # missing (the usual case for the fallbacks) or unreadable
+        return {}
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        files[entry.name] = (info.st_ino, info.st_mtime_ns)
+    return files
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller set everything up
+        return
+    config.stash[_WATCH_KEY] = {path: _lock_files(path) for path in _real_lock_dirs()}
+    config.stash[_STARTED_KEY] = time.time()
+    run_dir = tempfile.mkdtemp(prefix="localport-tests-")
+    os.chmod(run_dir, 0o700)
+    config.stash[_RUN_DIR_KEY] = run_dir
+    os.environ["LOCALPORT_DIR"] = run_dir
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if _WATCH_KEY not in config.stash:
+        return
+    from localport._lockfile import read_record
+
+    started = config.stash[_STARTED_KEY]
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    leaks = []
+    for directory, before in config.stash[_WATCH_KEY].items():
+        for name, identity in _lock_files(directory).items():
+            if before.get(name) == identity:
+                continue
+            path = os.path.join(directory, name)
+            record = read_record(path) or {}
+            process_started = record.get("process_started")
+            if isinstance(process_started, (int, float)) and process_started < started - 1:
+                continue  # made by a process older than this run: not one of its own
+            with_stat = os.stat(path, follow_symlinks=False) if os.path.lexists(path) else None
+            if with_stat is not None and with_stat.st_uid != uid:
+                continue  # another user's, in a shared directory
+            leaks.append(f"{path} (pid {record.get('pid', '?')})")
+    if leaks:
+        config.stash[_LEAKS_KEY] = leaks
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    leaks = config.stash.get(_LEAKS_KEY, [])
+    if leaks:
+        terminalreporter.section("lock files left in a real lock directory", red=True)
+        terminalreporter.line(
+            f"lock files appeared in a real lock directory during this run ({len(leaks)}): a "
+            "test or a child it started did not use its own LOCALPORT_DIR (or another program "
+            "reserved ports there meanwhile):",
+            red=True,
+        )
+        for leak in leaks[:20]:
+            terminalreporter.line(f"  {leak}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run_dir = config.stash.get(_RUN_DIR_KEY, None)
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -219,6 +219,15 @@ def test_colour_always_colours_a_pipe_and_auto_does_not(listener: int) -> None:
     assert f"{ESC}32mLISTEN{ESC}0m" in coloured.stdout
 
 
+def test_the_colour_choice_may_follow_the_command(listener: int) -> None:
+    coloured = run("who", str(listener), "--color", "always", env={"NO_COLOR": "1"})
+    assert f"{ESC}32mLISTEN{ESC}0m" in coloured.stdout
+    code, output = on_a_pty("--color", "always", "who", str(listener), "--color", "never")
+    assert code == 0
+    assert "LISTEN" in output
+    assert ESC not in output  # the later choice wins
+
+
 def test_up_prefixes_follow_the_same_colour_choice(tmp_path: Path) -> None:
     (tmp_path / "Procfile").write_text("worker: echo hello from the worker\n")
     plain = run("up", "-f", str(tmp_path / "Procfile"))

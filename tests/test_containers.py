@@ -363,15 +363,19 @@ def test_kill_dry_run_does_nothing_to_a_process(spawn: Any) -> None:
     assert result.returncode == 0, result.stderr
     assert f"would send SIGINT to PID {holder.pid} (" in result.stdout
     planned = json.loads(cli("kill", str(port), "--dry-run", "--json").stdout)
-    assert planned["actions"] == [
-        {
-            "kind": "process",
-            "pid": holder.pid,
-            "command": planned["actions"][0]["command"],
-            "signal": "SIGTERM",
-            "grace": 5.0,
-        }
-    ]
+    [action] = planned["actions"]
+    # The fields of a process, as everywhere in the command's JSON, and the signal to send.
+    assert action == {
+        "kind": "process",
+        "pid": holder.pid,
+        "cmdline": [sys.executable, "-c", action["cmdline"][2]],
+        "command": f"{os.path.basename(sys.executable)} -c",
+        "user": action["user"],
+        "uid": os.getuid(),
+        "started": action["started"],
+        "signal": "SIGTERM",
+        "grace": 5.0,
+    }
     assert holder.process.poll() is None
     assert localport.is_free(port) is False
 

@@ -174,7 +174,8 @@ def test_reserving_a_held_port_names_the_holder_in_the_error(spawn: Any) -> None
         localport.reserve(port)
     error = caught.value
     assert f"PID {child.pid}" in str(error)
-    assert sys.executable in str(error)  # the command, on one line
+    assert "(python -c, user" in str(error)  # the program as people name it, on one line
+    assert sys.executable not in str(error)  # not the interpreter's path
     assert "\n" not in str(error)
     assert f"kill {child.pid}" in str(error)
     assert "listening on 127.0.0.1" in str(error)
@@ -221,7 +222,7 @@ def test_without_root_another_users_holder_has_uid_and_no_pid(spawn: Any) -> Non
             """
             import json, os, sys
             # Everything is imported before dropping to nobody, who may not read the stdlib.
-            import filelock, psutil, pwd
+            import filelock, ipaddress, psutil, pwd
             import localport, localport._holders, localport._picker, localport._platform.linux
             os.setgroups([])
             os.setgid(65534)

@@ -114,13 +114,38 @@ def test_a_relative_localport_dir_is_refused_and_nothing_is_created(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LOCALPORT_DIR", value)
-    with pytest.raises(localport.LockDirError, match="absolute"):
+    with pytest.raises(localport.LockDirError, match="absolute") as refused:
         localport.reserve()
+    assert refused.value.lock_dir == value
+    assert "LOCALPORT_DIR must be an absolute path" in str(refused.value)
+    assert isinstance(refused.value, localport.LocalportError)
+    for call in (
+        lambda: localport.reserve_many(2),
+        localport.reservations,
+        lambda: localport.is_free(30600),
+        lambda: localport.launch([sys.executable, "-c", "pass", "{port}"]),
+    ):
+        with pytest.raises(localport.LockDirError, match="LOCALPORT_DIR must be an absolute"):
+            call()
     assert list(tmp_path.iterdir()) == []
-    result = run("reserve")
-    assert result.returncode == 6
-    assert "Traceback" not in result.stderr
-    assert "absolute" in result.stderr
+    for arguments in (
+        ("reserve",),
+        ("reserve", "--name", "web"),
+        ("list",),
+        ("run", "--", sys.executable, "-c", "pass", "{port}"),
+    ):
+        result = run(*arguments)
+        assert result.returncode == 6, (arguments, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert "LOCALPORT_DIR must be an absolute path" in result.stderr
+    # who still answers from the kernel (exit 1: nothing holds the port), and says why no
+    # reservation can be shown.
+    who = run("who", "30601")
+    assert who.returncode == 1, who.stderr
+    assert "warning:" in who.stderr
+    assert "LOCALPORT_DIR must be an absolute path" in who.stderr
+    assert "Traceback" not in who.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_localport_dir_under_home_is_expanded(
@@ -157,7 +182,7 @@ def test_a_lock_dir_you_cannot_write_is_refused_at_once_not_walked(spawn: Any) -
     try:
         checker = spawn(
             """
-            import json, os, sys, time
+            import ipaddress, json, os, sys, time  # nobody may not read the stdlib: import first
             import localport, localport._reserve, localport._picker, localport._candidate
             import localport._lockfile, localport._listing, filelock
             os.setgroups([])

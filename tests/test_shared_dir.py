@@ -29,10 +29,30 @@ SETPRIV = shutil.which("setpriv")
 USER_A = 65534  # nobody
 USER_B = 65533
 
-needs_other_users = pytest.mark.skipif(
-    SETPRIV is None or not hasattr(os, "geteuid") or os.geteuid() != 0,
-    reason="acting as another user needs root and setpriv",
-)
+
+def _why_not_as_other_users() -> str:
+    """Why this suite cannot start this Python as another user; empty when it can."""
+    if SETPRIV is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "acting as another user needs root and setpriv"
+    # A Python installed in a home only root may enter (pyenv's in /root) does not start as
+    # another user: its shared library or standard library cannot be read.
+    probe = [sys.executable, "-c", "import localport._reserve"]
+    result = subprocess.run(
+        [SETPRIV, f"--reuid={USER_A}", f"--regid={USER_A}", "--clear-groups", *probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "LOCALPORT_DIR": "/nonexistent"},
+    )
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit code {result.returncode}"]
+        return f"{sys.executable} does not run as uid {USER_A}: {lines[-1]}"
+    return ""
+
+
+_WHY_NOT = _why_not_as_other_users()
+needs_other_users = pytest.mark.skipif(bool(_WHY_NOT), reason=_WHY_NOT)
 pytestmark = needs_other_users
 
 

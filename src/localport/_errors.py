@@ -12,12 +12,45 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ._holders import Holder
+
+
+class Advice(NamedTuple):
+    """What an error tells its reader to do, in the reader's terms.
+
+    The Python API speaks of arguments (``reserve()`` without a port, ``port_range``); the
+    command line speaks of commands and options. Each message takes its advice from
+    :data:`advice` when it is said, so the command line sets its own for the duration of a
+    command instead of rewriting messages.
+    """
+
+    #: What to do instead of waiting for a busy port.
+    another_port: str
+    #: What to do when the range has no free port.
+    widen_range: str
+    #: How to take ports that only TIME_WAIT leftovers hold.
+    reuse_address: str
+    #: How the address a port was asked for is named.
+    host_argument: str
+    #: Which addresses may be asked for.
+    hosts_allowed: str
+
+
+PYTHON_ADVICE = Advice(
+    another_port="call reserve() without a port",
+    widen_range="widen port_range (or LOCALPORT_RANGE) or release some reservations",
+    reuse_address="pass reuse_address=True or set LOCALPORT_REUSEADDR=1",
+    host_argument="host",
+    hosts_allowed="use 127.0.0.1, ::1, 0.0.0.0, :: or an address of one of its interfaces",
+)
+#: The advice messages give now: the Python API's, unless a front end set its own.
+advice: ContextVar[Advice] = ContextVar("localport_advice", default=PYTHON_ADVICE)
 
 
 class LocalportError(Exception):
@@ -106,13 +139,13 @@ class NoFreePortError(LocalportError, OSError):
             f"no {wanted} left in {low}-{high}: "
             f"{self._busy} of {high - low + 1} ports are in use or reserved"
         )
+        said = advice.get()
         if self._time_wait:
             text += (
                 f" ({self._time_wait} only by TIME_WAIT leftovers of closed connections, which "
-                "a server that sets SO_REUSEADDR can bind: pass reuse_address=True or set "
-                "LOCALPORT_REUSEADDR=1)"
+                f"a server that sets SO_REUSEADDR can bind: {said.reuse_address})"
             )
-        return text + "; widen port_range (or LOCALPORT_RANGE) or release some reservations"
+        return f"{text}; {said.widen_range}"
 
     def __str__(self) -> str:
         return self._sentence()
@@ -151,9 +184,10 @@ class AddressNotAvailableError(LocalportError, OSError):
         return self._host
 
     def _sentence(self) -> str:
+        said = advice.get()
         return (
-            f"cannot reserve a port for host {self._host!r}: it is not an address of this "
-            "machine (use 127.0.0.1, ::1, 0.0.0.0, :: or an address of one of its interfaces)"
+            f"cannot reserve a port for {said.host_argument} {self._host!r}: it is not an "
+            f"address of this machine ({said.hosts_allowed})"
         )
 
     def __str__(self) -> str:

@@ -13,6 +13,9 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from ._command_name import command_name
+from ._errors import advice
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -24,8 +27,6 @@ COMPROMISED_SENTENCE = (
     "(reserved by localport: a live reservation still holds it, although its lock file was "
     "deleted or replaced under it; see `localport list`)"
 )
-#: Advice for the Python API; the command line and the pytest plugin pass their own.
-USE_ANOTHER_PORT = "call reserve() without a port"
 _TIME_WAIT_SECONDS = 60  # Linux TCP_TIMEWAIT_LEN; other systems use 30-120 s
 
 
@@ -34,13 +35,17 @@ def explain(
     holders: Sequence[Holder],
     *,
     host: str | None = None,
-    instead: str = USE_ANOTHER_PORT,
+    instead: str | None = None,
 ) -> str:
     """What follows "port N is in use": who holds it and what to do, in one sentence.
 
     Special cases get their own sentence: TIME_WAIT leftovers only, another user's process
     whose PID cannot be read, a listener on IPv6 only, a localport reservation not yet bound.
+    *instead* is the advice to end with; by default, that of :data:`localport._errors.advice`
+    ("call reserve() without a port" for the Python API).
     """
+    if instead is None:
+        instead = advice.get().another_port
     if not holders:
         return (
             "(no holder visible from here: it may be in another network namespace or "
@@ -175,7 +180,9 @@ def _who(holder: Holder) -> str:
         uid = "an unknown user" if holder.uid is None else f"uid {holder.uid}"
         user = f" ({holder.username})" if holder.username else ""
         return f"a process of {uid}{user}, pid unknown: run as root to see which process"
-    details = [part for part in (short_command(holder.command),) if part]
+    # The program as people name it ("flask run", not the virtualenv's interpreter path).
+    named = command_name(holder.cmdline) if holder.cmdline else ""
+    details = [part for part in (named or short_command(holder.command),) if part]
     if holder.username:
         details.append(f"user {holder.username}")
     if holder.reservation is not None and holder.reservation.name:

@@ -7,7 +7,7 @@ and every command would pay if the version were read up front.
 from __future__ import annotations
 
 #: The distribution whose metadata carries the version.
-DISTRIBUTION = "localport"
+DISTRIBUTION = "localport-reserve"
 
 
 def installed_version() -> str:

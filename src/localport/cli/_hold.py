@@ -24,6 +24,7 @@ from .._project import project_directory
 from .._registry import Registry
 from .._reserve import reserve
 from .._wait import is_listening
+from ._process import facts_fields
 from ._render import print_json, say
 from ._shared import (
     EXIT_LOCK_DIR,
@@ -159,7 +160,7 @@ def release_command(arguments: argparse.Namespace) -> int:
     port = arguments.port
     info = reservation_at(Registry.open(None, write=False), port)
     if info is None:
-        raise CommandError(f"no localport reservation holds port {port}", EXIT_NO)
+        raise CommandError(f"no localport reservation holds port {port}", EXIT_NO, port=port)
     system = _platform.system
     # The record is a description anyone holding the lock file may have written: the kernel
     # must agree that this PID holds the lock before the PID gets a signal.
@@ -175,7 +176,7 @@ def release_command(arguments: argparse.Namespace) -> int:
             f"port {port}'s lock file names PID {info.pid}, but the kernel says its lock is "
             f"held by {held_by}: not signalling anyone"
         )
-        raise CommandError(msg, EXIT_REFUSED)
+        raise CommandError(msg, EXIT_REFUSED, port=port)
     process = system.process_facts(info.pid)
     if (
         process is None
@@ -187,16 +188,20 @@ def release_command(arguments: argparse.Namespace) -> int:
             f"port {port} is reserved by PID {info.pid} ({command}), not by a "
             "`localport reserve --hold` holder; stop that process instead"
         )
-        raise CommandError(msg, EXIT_REFUSED)
+        raise CommandError(msg, EXIT_REFUSED, port=port, holder=facts_fields(info.pid))
+    holder = facts_fields(info.pid)  # read before it is gone
     if not system.same_process(info.pid, process.started):  # gone or reused since we looked
-        raise CommandError(f"PID {info.pid} changed while it was checked; run again", EXIT_NO)
+        msg = f"PID {info.pid} changed while it was checked; run again"
+        raise CommandError(msg, EXIT_NO, port=port)
     os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
     while reservation_at(Registry.open(None, write=False), port) is not None:
         if time.monotonic() > deadline:
-            raise CommandError(
-                f"the holder (PID {info.pid}) of port {port} did not let go", EXIT_NO
-            )
+            msg = f"the holder (PID {info.pid}) of port {port} did not let go"
+            raise CommandError(msg, EXIT_NO, port=port, holder=holder)
         time.sleep(0.02)
-    say(f"released port {port} (holder PID {info.pid})")
+    if arguments.json:
+        print_json({"port": port, "released": True, "holder": holder})
+    else:
+        say(f"released port {port} (holder PID {info.pid})")
     return EXIT_OK

@@ -21,7 +21,8 @@ from .._explain import explain
 from .._holders import who_holds
 from .._runtime import stop, stop_command
 from .._wait import wait_until_free
-from ._render import USE_ANOTHER_PORT, container_json, container_text, print_json, printable, say
+from ._process import facts_fields
+from ._render import container_json, container_text, holder_json, print_json, printable, say
 from ._shared import EXIT_NO, EXIT_OK, EXIT_REFUSED, CommandError
 
 if TYPE_CHECKING:
@@ -46,10 +47,11 @@ def kill_command(arguments: argparse.Namespace) -> int:
     # person answers is not the process they agreed to stop.
     started = {pid: system.process_start_time(pid) for pid in pids}
     commands = {pid: _owned_command(pid, arguments) for pid in pids}
+    processes = {pid: facts_fields(pid) for pid in pids}
     grace = arguments.timeout
     signame = signal.Signals(arguments.signal).name
     if arguments.dry_run:
-        return _dry_run(port, proto, containers, commands, arguments)
+        return _dry_run(port, proto, containers, commands, processes=processes, arguments=arguments)
     if not arguments.yes:
         for _, container in containers:
             _confirm(f"stop {container_text(container)} holding port {port}?")
@@ -81,13 +83,14 @@ def kill_command(arguments: argparse.Namespace) -> int:
             break
         time.sleep(0.05)
     for pid in pids:
-        action = _process_action(pid, commands[pid], signame, grace)
+        action = _process_action(processes[pid], signame, grace)
         actions.append(action | {"killed": pid in killed})
     try:
         # A stopped container's forwarder exits a moment after the runtime returns.
         wait_until_free(port, proto=proto, host="127.0.0.1", timeout=grace + 5 * bool(containers))
     except WaitTimeoutError:
-        raise CommandError(f"port {port} is still held after {_done(actions)}", EXIT_NO) from None
+        msg = f"port {port} is still held after {_done(actions)}"
+        raise CommandError(msg, EXIT_NO, port=port, actions=actions) from None
     if arguments.json:
         print_json({"port": port, "proto": proto, "dry_run": False, "actions": actions})
     else:
@@ -105,15 +108,19 @@ def _targets(port: int, proto: SocketProto) -> list[Holder]:
         everything = who_holds(port, proto=proto)
         if everything:
             raise CommandError(
-                f"port {port} is in use {explain(port, everything, instead=USE_ANOTHER_PORT)}",
+                f"port {port} is in use {explain(port, everything)}",
                 EXIT_NO,
+                port=port,
+                holders=[holder_json(h) for h in everything],
             )
-        raise CommandError(f"nothing holds port {port}", EXIT_NO)
+        raise CommandError(f"nothing holds port {port}", EXIT_NO, port=port, holders=[])
     unknown = [h for h in holders if h.pid is None]
     if unknown:
         raise CommandError(
-            f"port {port} is in use {explain(port, unknown, instead=USE_ANOTHER_PORT)}",
+            f"port {port} is in use {explain(port, unknown)}",
             EXIT_REFUSED,
+            port=port,
+            holders=[holder_json(h) for h in unknown],
         )
     return holders
 
@@ -135,7 +142,7 @@ def _containers(
             continue  # its forwarder is gone: the container stopped meanwhile
         if container.handle is None:
             msg = (
-                f"port {port} is in use {explain(port, [holder], instead=USE_ANOTHER_PORT)}; "
+                f"port {port} is in use {explain(port, [holder])}; "
                 "localport kill stops a container only when it can tell which one"
             )
             raise CommandError(msg, EXIT_REFUSED)
@@ -178,8 +185,9 @@ def _container_action(forwarder: Forwarder, container: Container, grace: float) 
     }
 
 
-def _process_action(pid: int, command: str, signame: str, grace: float) -> dict[str, Any]:
-    return {"kind": "process", "pid": pid, "command": command, "signal": signame, "grace": grace}
+def _process_action(process: dict[str, Any], signame: str, grace: float) -> dict[str, Any]:
+    """A process to signal: the fields of every process, and the signal and its grace."""
+    return {"kind": "process", **process, "signal": signame, "grace": grace}
 
 
 def _done(actions: list[dict[str, Any]]) -> str:
@@ -196,12 +204,14 @@ def _dry_run(
     proto: SocketProto,
     containers: list[tuple[Forwarder, Container]],
     commands: dict[int, str],
+    *,
+    processes: dict[int, dict[str, Any]],
     arguments: argparse.Namespace,
 ) -> int:
     grace = arguments.timeout
     signame = signal.Signals(arguments.signal).name
     actions = [_container_action(f, c, grace) for f, c in containers]
-    actions += [_process_action(pid, command, signame, grace) for pid, command in commands.items()]
+    actions += [_process_action(process, signame, grace) for process in processes.values()]
     if arguments.json:
         print_json({"port": port, "proto": proto, "dry_run": True, "actions": actions})
         return EXIT_OK

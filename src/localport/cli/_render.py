@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .._command_name import command_name
 from ._colour import paint, state_style
+from ._process import process_fields
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
     from .._containers import Container
     from .._holders import Holder
     from .._registry import ReservationInfo
-
-#: The advice the command line gives where the Python API says "call reserve() without a port".
-USE_ANOTHER_PORT = "use another port (`localport reserve` picks a free one)"
-
 
 #: Control characters, but tab and newline: text from other processes (command lines, names
 #: in lock files, paths) must not move the cursor or retitle the terminal of whoever reads it.
@@ -49,20 +46,24 @@ def print_json(value: object) -> None:
 
 def holder_json(holder: Holder) -> dict[str, Any]:
     family = {2: "IPv4", 10: "IPv6"}.get(int(holder.family), "IPv6") if holder.family else None
+    process = process_fields(
+        holder.pid,
+        holder.cmdline,
+        name=holder.process_name,
+        user=holder.username,
+        uid=holder.uid,
+        started=holder.started,
+    )
     return {
-        "pid": holder.pid,
+        **process,
         "process_name": holder.process_name,
-        "cmdline": list(holder.cmdline),
-        "command": short_command(holder.cmdline, holder.process_name),
         "username": holder.username,
-        "uid": holder.uid,
         "local_address": list(holder.local_address) if holder.local_address else None,
         "remote_address": list(holder.remote_address) if holder.remote_address else None,
         "status": holder.status,
         "proto": holder.proto,
         "family": family,
         "v6only": holder.v6only,
-        "started": holder.started,
         "reservation": reservation_json(holder.reservation) if holder.reservation else None,
         "container": container_json(holder.container) if holder.container else None,
     }

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, cast
 from .._errors import ServerStartError
 from .._launch import Server, launch
 from .._project import project_directory
+from ._process import facts_fields
 from ._render import say
 from ._shared import EXIT_USAGE, CommandError
 
@@ -60,7 +61,10 @@ def run_command(arguments: argparse.Namespace) -> int:
                     host=arguments.host,
                     env_var=["PORT", *arguments.env],
                     ready_timeout=arguments.ready_timeout,
-                    echo=cast("IO[str]", _Echo(sys.stdout, spinner)),
+                    # With --json, stdout carries only the JSON line.
+                    echo=cast(
+                        "IO[str]", _Echo(sys.stderr if arguments.json else sys.stdout, spinner)
+                    ),
                     stop_if=lambda: bool(pending),
                     scope=project_directory(),
                 )
@@ -72,8 +76,11 @@ def run_command(arguments: argparse.Namespace) -> int:
         if pending:  # a signal came after launch()'s last look: stop what it started
             server.stop()
             return 128 + pending[0]
-        say(f"ready: {server.url} (pid {server.pid})", "good")
         try:
+            if arguments.json:
+                _print_ready(server, arguments.name)
+            else:
+                say(f"ready: {server.url} (pid {server.pid})", "good")
             code = server.wait()
         finally:
             server.stop()
@@ -127,6 +134,14 @@ class _Echo:
 
     def flush(self) -> None:
         self._out.flush()
+
+
+def _print_ready(server: Server, name: str | None) -> None:
+    """``run --json``: one line about the server that listens, on stdout."""
+    import json
+
+    report = {"port": server.port, "host": server.host, "url": server.url, "name": name}
+    print(json.dumps({**report, **facts_fields(server.pid)}, sort_keys=True), flush=True)
 
 
 class _Spinner:

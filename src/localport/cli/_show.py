@@ -6,14 +6,14 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import _platform
 from .._errors import LocalportError
 from .._explain import explain
 from .._holders import listening, who_holds
+from .._registry import Registry
 from ._colour import paint
+from ._process import facts_fields
 from ._render import (
     HOLDER_STYLES,
-    USE_ANOTHER_PORT,
     command_cell,
     exposed,
     holder_json,
@@ -21,7 +21,7 @@ from ._render import (
     print_json,
     printable,
     reservation_json,
-    short_command,
+    say,
     table,
 )
 from ._shared import EXIT_NO, EXIT_OK
@@ -33,17 +33,23 @@ if TYPE_CHECKING:
     from .._registry import ReservationInfo
 
 
+def _warn_if_lock_dir_unusable() -> None:
+    """``who`` answers from the kernel whatever the lock directory's state, but says when
+    reservations cannot be shown (a relative ``LOCALPORT_DIR``, an unsafe directory)."""
+    try:
+        Registry.open(None, write=False)
+    except LocalportError as error:
+        say(f"warning: {error}; localport reservations are not shown", "warn")
+
+
 def who_command(arguments: argparse.Namespace) -> int:
     port = arguments.port
     proto: SocketProto = "udp" if arguments.udp else "tcp"
+    _warn_if_lock_dir_unusable()
     holders = who_holds(port, proto=proto)
     lost = _compromised(port)
     planted = _unusable_lock_file(port)
-    explanation = (
-        f"port {port} is in use {explain(port, holders, instead=USE_ANOTHER_PORT)}"
-        if holders
-        else None
-    )
+    explanation = f"port {port} is in use {explain(port, holders)}" if holders else None
     # A busy server port can have tens of thousands of TIME_WAIT leftovers: counted, and
     # listed one by one only when asked.
     time_wait = sum(1 for h in holders if h.status == "TIME_WAIT")
@@ -150,12 +156,9 @@ def list_command(arguments: argparse.Namespace) -> int:
     rows = [["PORT", "PROTO", "NAME", "PID", "AGE", "COMMAND"]]
     now = time.time()
     for info in live:
-        process = _platform.system.process_facts(info.pid)
-        cmdline = list(process.cmdline) if process else []
-        name = process.name if process else None
-        report["reservations"].append(
-            {**reservation_json(info), "cmdline": cmdline, "command": short_command(cmdline, name)}
-        )
+        process = facts_fields(info.pid)
+        cmdline = process["cmdline"]
+        report["reservations"].append({**process, **reservation_json(info)})
         rows.append(
             [
                 f"{info.port} (COMPROMISED)" if info.compromised else str(info.port),
@@ -163,7 +166,7 @@ def list_command(arguments: argparse.Namespace) -> int:
                 info.name or "-",
                 str(info.pid),
                 f"{now - info.created:.0f}s",
-                command_cell(cmdline, name, wide=arguments.wide),
+                command_cell(cmdline, process["command"], wide=arguments.wide),
             ]
         )
     everything = listening(proto="both") if arguments.all else []

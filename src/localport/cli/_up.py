@@ -13,6 +13,7 @@ from .._errors import ServerStartError
 from .._procfile import read_procfile
 from .._services import launch_services
 from ._colour import SERVICE_COLOURS, sgr, wanted
+from ._process import facts_fields
 from ._render import say, table
 from ._shared import EXIT_USAGE, CommandError
 
@@ -29,7 +30,9 @@ def up_command(arguments: argparse.Namespace) -> int:
     procfile = read_procfile(arguments.file)
     commands = _selected(procfile, arguments.services)
     environment = {**os.environ, **procfile.env}
-    prefix = _Prefixer(sys.stdout, list(commands), colour=wanted(sys.stdout))
+    # With --json, stdout carries only the JSON line: the services' output goes to stderr.
+    out = sys.stderr if arguments.json else sys.stdout
+    prefix = _Prefixer(out, list(commands), colour=wanted(out))
     # As in `run`: until everything listens, a signal is only noted, and launch_services()
     # gives up at its next look (stop_if), stopping what it started.
     pending: list[int] = []
@@ -63,7 +66,13 @@ def up_command(arguments: argparse.Namespace) -> int:
                 say(f"{error.service} exited with code {code}: stopping the other services")
                 return 128 - code if code < 0 else code
             raise
-        _announce(services)
+        try:
+            _announce(services)
+            if arguments.json:
+                _print_ready(services)
+        except BaseException:  # a reader that went away: stop what was started
+            _stop(services, arguments.timeout)
+            raise
         return _supervise(services, pending, arguments.timeout)
     finally:
         for signum, handler in previous.items():
@@ -93,6 +102,17 @@ def _announce(services: Services) -> None:
         rows.append([name, port, service.url or "-", str(service.pid)])
     table(rows, sys.stderr)
     sys.stderr.flush()
+
+
+def _print_ready(services: Services) -> None:
+    """``up --json``: one line about every service, once every server listens, on stdout."""
+    import json
+
+    report = [
+        {"name": name, "port": s.port, "url": s.url, **facts_fields(s.pid)}
+        for name, s in services.items()
+    ]
+    print(json.dumps({"services": report}, sort_keys=True), flush=True)
 
 
 def _supervise(services: Services, pending: list[int], grace: float) -> int:
