@@ -58,6 +58,9 @@ _TIME_WAIT = "06"  # the st column of /proc/net/tcp
 _VERSION = re.compile(r"\d+\.\d+")
 
 K = TypeVar("K")
+#: The distribution that installs the package ``localport`` (the name ``localport`` on PyPI is
+#: an unrelated project): the name to ask ``importlib.metadata`` for localport's version.
+DISTRIBUTION = "localport-reserve"
 
 
 # -- statistics ------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from _common import (
+    DISTRIBUTION,
     LOOPBACK,
     Child,
     child_report,
@@ -386,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands, notes = contenders(helper, str(localport))
         facts = [
             *machine_facts(),
-            ("localport", package_version("localport")),
+            ("localport", package_version(DISTRIBUTION)),
             ("lsof", command_version(["lsof", "-v"])),
             ("ss", command_version(["ss", "-V"])),
             ("fuser", command_version(["fuser", "-V"])),

@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from _common import (
+    DISTRIBUTION,
     US,
     Child,
     child_report,
@@ -498,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     drained = wait_for_time_wait(DRAIN_LIMIT, DRAIN_MAX_S) if cfg.drain else 0.0
     facts = [
         *machine_facts(),
-        ("localport", package_version("localport")),
+        ("localport", package_version(DISTRIBUTION)),
         ("RLIMIT_NOFILE (raised)", f"soft {soft}, hard {hard}"),
         (
             "parameters",

@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from _common import (
+    DISTRIBUTION,
     Run,
     load_average,
     machine_facts,
@@ -96,7 +97,7 @@ if TYPE_CHECKING:
 PLUGIN_MODULE = "localport.pytest_plugin"
 #: The plugin's port fixture, as a test names it: the one place to change when it is renamed.
 FIXTURE = "localport_tcp_port"
-PACKAGES = ("pytest", "pytest-xdist", "pytest-asyncio", "localport")
+PACKAGES = ("pytest", "pytest-xdist", "pytest-asyncio", DISTRIBUTION)
 #: Per-subprocess limit: a hung run is a failure of the benchmark, not a measurement.
 RUN_TIMEOUT_S = 600.0
 FIXTURE_TESTS = 500

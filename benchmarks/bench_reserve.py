@@ -101,6 +101,7 @@ from typing import TYPE_CHECKING, Protocol, TypedDict, cast
 
 import charts
 from _common import (
+    DISTRIBUTION,
     LOOPBACK,
     US,
     count_time_wait,
@@ -126,8 +127,9 @@ if TYPE_CHECKING:
     from types import FrameType, ModuleType
 
 TOOLS = ("localport", "raw", "portpicker", "ephemeral_port_reserve", "port_for", "portend")
-#: Peers whose pick functions are compared; "raw" is plain stdlib.
+#: The distribution that installs each tool, for its version; "raw" is plain stdlib.
 PEER_MODULES = {
+    "localport": DISTRIBUTION,
     "portpicker": "portpicker",
     "ephemeral_port_reserve": "ephemeral-port-reserve",
     "port_for": "port-for",
