@@ -462,7 +462,7 @@ def _warm_picker(lock_dir: str) -> tuple[Picker, str]:
 
 #: How the charts name the tools: the names their users install them by.
 CHART_NAMES = {
-    "localport": "localport",
+    "localport": "localport, new lock dir",
     WARM_LABEL: "localport, warm lock dir",
     "raw": "bind(0) + close",
     "portpicker": "portpicker",
@@ -983,10 +983,7 @@ def draw_collision_chart(cfg: Config, runs: Sequence[RunStats]) -> None:
     ]
     path = charts.bar_chart(
         Path(cfg.charts) / "reserve-collisions.svg",
-        title=(
-            f"Failed binds: {cfg.processes} processes x {cfg.ports} ports picked at once "
-            "(lower is better)"
-        ),
+        title=(f"Failed binds, {cfg.processes} processes x {cfg.ports} ports (lower is better)"),
         rows=[CHART_NAMES.get(tool, tool) for tool in tools],
         series=series,
         unit=f"failed binds out of {binds:,} a run",
