@@ -14,7 +14,8 @@ its output captured: what a person waits for at a prompt. The interpreter is thi
 own (``sys.executable``, "python" below) and ``localport`` is the console script beside it
 (``Path(sys.executable).parent / "localport"``). Every command runs with ``LOCALPORT_DIR`` set
 to a temporary directory of mode 0700 that the script creates and removes, and without
-``LOCALPORT_RANGE``.
+``LOCALPORT_RANGE`` or ``PYTHONDONTWRITEBYTECODE``: the warm-up round writes the bytecode an
+installed package would have had from pip, so no timed run compiles localport's modules.
 
 Before timing, the script starts a helper (this script run with ``--child``, a separate
 Python process) that listens on 127.0.0.1, on a port the kernel picks (PORT below), and holds
@@ -372,7 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no localport console script beside {sys.executable}", file=sys.stderr)
         return 2
     lock_dir = private_dir("localport-bench-commands-")
-    env = {key: value for key, value in os.environ.items() if key != "LOCALPORT_RANGE"}
+    # Without PYTHONDONTWRITEBYTECODE (some CI images and sandboxes set it): an installed
+    # package has bytecode, which pip writes at install time, so a user's command never
+    # compiles localport's modules; with it set, every run here would.
+    ignored = ("LOCALPORT_RANGE", "PYTHONDONTWRITEBYTECODE")
+    env = {key: value for key, value in os.environ.items() if key not in ignored}
     env["LOCALPORT_DIR"] = str(lock_dir)
     helper_process: Child | None = None
     try:
