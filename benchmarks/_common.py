@@ -323,6 +323,18 @@ def timed_run(
     return Run(time.perf_counter() - start, done.returncode, done.stdout, done.stderr)
 
 
+def command_env() -> dict[str, str]:
+    """This process's environment as a user's ``localport`` command would see it.
+
+    Without ``LOCALPORT_RANGE`` (the scripts choose ranges themselves) and without
+    ``PYTHONDONTWRITEBYTECODE``, which some CI images and sandboxes set: a package installed
+    with pip has its bytecode, so a user's command never compiles localport's modules, while
+    with that setting every timed run would. A script's warm-up run writes the bytecode.
+    """
+    ignored = ("LOCALPORT_RANGE", "PYTHONDONTWRITEBYTECODE")
+    return {key: value for key, value in os.environ.items() if key not in ignored}
+
+
 def round_robin(
     contenders: Mapping[K, Callable[[], float]],
     rounds: int,

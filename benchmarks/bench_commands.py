@@ -70,6 +70,7 @@ from _common import (
     Child,
     child_report,
     child_wait_for_parent,
+    command_env,
     command_version,
     count_time_wait,
     exit_on_sigterm,
@@ -373,11 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no localport console script beside {sys.executable}", file=sys.stderr)
         return 2
     lock_dir = private_dir("localport-bench-commands-")
-    # Without PYTHONDONTWRITEBYTECODE (some CI images and sandboxes set it): an installed
-    # package has bytecode, which pip writes at install time, so a user's command never
-    # compiles localport's modules; with it set, every run here would.
-    ignored = ("LOCALPORT_RANGE", "PYTHONDONTWRITEBYTECODE")
-    env = {key: value for key, value in os.environ.items() if key not in ignored}
+    env = command_env()
     env["LOCALPORT_DIR"] = str(lock_dir)
     helper_process: Child | None = None
     try:

@@ -76,6 +76,7 @@ from _common import (
     Child,
     child_report,
     child_wait_for_parent,
+    command_env,
     ephemeral_bounds,
     exit_on_sigterm,
     machine_facts,
@@ -382,7 +383,7 @@ def run_lock_files(lock_root: Path, cfg: Config, localport_command: Path) -> Non
             return call
 
         right = dict.fromkeys(dirs, 0)
-        env = {key: value for key, value in os.environ.items() if key != "LOCALPORT_RANGE"}
+        env = command_env()
 
         def list_command(count: int) -> Callable[[], float]:
             def call() -> float:
