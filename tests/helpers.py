@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def has_ipv6() -> bool:
@@ -72,3 +79,27 @@ def leave_time_wait(port: int) -> None:
     connection.close()  # the server's side closes first: TIME_WAIT on the server's port
     client.close()
     server.close()
+
+
+@contextlib.contextmanager
+def localport_popen(
+    *arguments: str, stdout: Any = subprocess.PIPE
+) -> Iterator[subprocess.Popen[str]]:
+    """``python -m localport ARGUMENTS`` in the background; killed by its PID if it outlives
+    the test, its pipes closed either way."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localport", *arguments],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -12,15 +11,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 import localport
-from helpers import LISTENING_CHILD, has_ipv6, needs_root
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from helpers import LISTENING_CHILD, has_ipv6, localport_popen, needs_root
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
 
@@ -51,23 +47,9 @@ def _wait_for(condition: Any, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-@contextlib.contextmanager
-def background_run(*arguments: str) -> Iterator[subprocess.Popen[str]]:
-    """``localport run ARGUMENTS`` in the background; killed by PID if it outlives the test."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localport", "run", *arguments],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        if process.stderr is not None:
-            process.stderr.close()
+def background_run(*arguments: str) -> Any:
+    """``localport run ARGUMENTS`` in the background (see :func:`helpers.localport_popen`)."""
+    return localport_popen("run", *arguments, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from helpers import LISTENING_CHILD
+from helpers import LISTENING_CHILD, localport_popen
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
@@ -80,25 +79,28 @@ def procfile(tmp_path: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def popen(*arguments: str, stdout: Any = subprocess.PIPE) -> Iterator[subprocess.Popen[str]]:
-    """``localport ARGUMENTS`` in the background; killed by PID if it outlives the test."""
-    process = subprocess.Popen(
-        [PYTHON, "-m", "localport", *arguments],
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+def popen(*arguments: str, stdout: Any = subprocess.PIPE) -> Any:
+    """``localport ARGUMENTS`` in the background (see :func:`helpers.localport_popen`)."""
+    return localport_popen(*arguments, stdout=stdout)
+
+
+def into_a_closed_pipe(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``localport ARGUMENTS | head -1`` where head is gone before a byte is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
     try:
-        yield process
+        return subprocess.run(
+            [PYTHON, "-m", "localport", *arguments],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=cwd,
+        )
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(30)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        os.close(write_end)
 
 
 # --- closed pipes ------------------------------------------------------------------------
@@ -130,21 +132,7 @@ def test_a_reader_gone_before_the_output_ends_the_command_with_141(
     arguments: tuple[str, ...], tmp_path: Path
 ) -> None:
     """`localport ... | head -1` where head is gone before a byte is written."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        result = subprocess.run(
-            [PYTHON, "-m", "localport", *arguments],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=tmp_path,
-        )
-    finally:
-        os.close(write_end)
+    result = into_a_closed_pipe(*arguments, cwd=tmp_path)
     assert "Traceback" not in result.stderr
     assert "Exception ignored" not in result.stderr
     assert result.returncode == 141, result.stderr
@@ -170,41 +158,14 @@ def test_a_reader_that_reads_one_line_and_leaves(arguments: tuple[str, ...], spa
 
 def test_run_whose_reader_is_gone_stops_its_server_and_exits_141(tmp_path: Path) -> None:
     port = 30302
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        result = subprocess.run(
-            [PYTHON, "-m", "localport", "run", "--json", "--port", str(port), "--", *SERVER],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=tmp_path,
-        )
-    finally:
-        os.close(write_end)
+    result = into_a_closed_pipe("run", "--json", "--port", str(port), "--", *SERVER, cwd=tmp_path)
     assert "Traceback" not in result.stderr
     assert result.returncode == 141, result.stderr
     assert run("who", str(port)).returncode == 1  # the server was stopped
 
 
 def test_up_whose_reader_is_gone_stops_its_services_and_exits_141(procfile: Path) -> None:
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        result = subprocess.run(
-            [PYTHON, "-m", "localport", "up", "--json", "-f", str(procfile)],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    result = into_a_closed_pipe("up", "--json", "-f", str(procfile), cwd=procfile.parent)
     assert "Traceback" not in result.stderr
     assert result.returncode == 141, result.stderr
     [service] = json.loads(run("ports", "--json", "-f", str(procfile)).stdout)["services"]
