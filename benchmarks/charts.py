@@ -130,7 +130,14 @@ def bar_chart(
         if count > 1:
             ax.legend(loc="best", ncols=count, fontsize=8, frameon=False)
         fig.supxlabel(footer, x=0.01, ha="left", fontsize=7, color="#555555")
-        fig.savefig(target, metadata={"Date": None} if target.suffix == ".svg" else None)
+        # "tight": the figure grows to hold the value labels drawn past the longest bar and
+        # the bold tool names, with a margin for viewers whose fonts run a little wider.
+        fig.savefig(
+            target,
+            metadata={"Date": None} if target.suffix == ".svg" else None,
+            bbox_inches="tight",
+            pad_inches=0.2,
+        )
     finally:
         plt.close(fig)
     return target
