@@ -13,7 +13,6 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from ._command_name import command_name
 from ._errors import advice
 
 if TYPE_CHECKING:
@@ -181,7 +180,12 @@ def _who(holder: Holder) -> str:
         user = f" ({holder.username})" if holder.username else ""
         return f"a process of {uid}{user}, pid unknown: run as root to see which process"
     # The program as people name it ("flask run", not the virtualenv's interpreter path).
-    named = command_name(holder.cmdline) if holder.cmdline else ""
+    named = ""
+    if holder.cmdline:
+        # Imported here: every reserve() imports this module, and only a message needs names.
+        from ._command_name import command_name
+
+        named = command_name(holder.cmdline)
     details = [part for part in (named or short_command(holder.command),) if part]
     if holder.username:
         details.append(f"user {holder.username}")
